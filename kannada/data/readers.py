@@ -1,0 +1,349 @@
+"""Readers for the three Kannada-MNIST file formats: Kaggle CSV, MNIST IDX and NumPy .npz.
+
+Every reader validates strictly and raises DataFormatError naming the file, the row or field,
+and what was expected versus found; every reader accepts gzip-compressed or plain files.
+"""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import math
+import re
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+IMAGE_SIDE = 28
+N_PIXELS = IMAGE_SIDE * IMAGE_SIDE
+N_CLASSES = 10
+PIXEL_COLUMNS = tuple(f"pixel{i}" for i in range(N_PIXELS))
+
+IDX_IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions (N, rows, cols)
+IDX_LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension (N,)
+_IDX_MAGIC_KIND = {IDX_IMAGES_MAGIC: "images", IDX_LABELS_MAGIC: "labels"}
+
+# Errors the decompressors raise on a cut-off or damaged file.
+_BROKEN_STREAM_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
+
+
+class DataFormatError(ValueError):
+    """A data file does not have the layout or values we expect (the message says where)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Split:
+    """One part of the dataset (train, Dig-MNIST or test), already validated.
+
+    images: uint8 (N, 28, 28), 0 = background, 255 = ink.
+    labels: int64 (N,) with values 0-9, or None when the file has no labels (Kaggle test).
+    ids: int64 (N,) row ids from a Kaggle test file (needed for a submission), or None.
+    source: the file(s) the split was read from, for messages.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray | None
+    ids: np.ndarray | None
+    source: str
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != np.uint8 or self.images.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
+            raise DataFormatError(
+                f"{self.source}: expected uint8 images of shape (N, {IMAGE_SIDE}, {IMAGE_SIDE}), "
+                f"found {self.images.dtype} {self.images.shape}"
+            )
+        for name, values in (("labels", self.labels), ("ids", self.ids)):
+            if values is not None and len(values) != len(self.images):
+                raise DataFormatError(
+                    f"{self.source}: expected one {name[:-1]} per image, "
+                    f"found {len(self.images)} images and {len(values)} {name}"
+                )
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def is_gzip(path: Path) -> bool:
+    """True when the file starts with the gzip magic bytes (whatever its name says)."""
+    with open(path, "rb") as file:
+        return file.read(2) == b"\x1f\x8b"
+
+
+def _open_text(path: Path):
+    """Open a plain or gzip-compressed text file for reading."""
+    if is_gzip(path):
+        return gzip.open(path, "rt", encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+def _broken_stream(path: Path, error: Exception) -> DataFormatError:
+    return DataFormatError(
+        f"{path.name}: the gzip data is truncated or corrupt ({error}); "
+        "the file is probably an incomplete download - get it again"
+    )
+
+
+# ---------------------------------------------------------------- Kaggle CSV
+
+
+def read_csv_split(path: str | Path) -> Split:
+    """Read a Kaggle-layout CSV (plain or .csv.gz) into a Split.
+
+    The header must be exactly `label,pixel0,...,pixel783` (train.csv, Dig-MNIST.csv) or
+    `id,pixel0,...,pixel783` (test.csv). Returns images uint8 (N, 28, 28) and either
+    labels int64 (N,) in 0-9 or ids int64 (N,).
+    """
+    path = Path(path)
+    try:
+        first_column = _check_header(path)
+        frame = _read_frame(path)
+    except _BROKEN_STREAM_ERRORS as error:
+        raise _broken_stream(path, error) from error
+    except UnicodeDecodeError as error:
+        raise DataFormatError(f"{path.name}: not a UTF-8 text CSV file ({error})") from error
+    if len(frame) == 0:
+        raise DataFormatError(f"{path.name}: expected at least one data row after the header")
+
+    label_high = N_CLASSES - 1 if first_column == "label" else None
+    bad_row = _first_bad_row(frame, label_high)
+    if bad_row is not None:
+        line_number = bad_row + 2  # 1-based, and the header is line 1
+        raise _describe_bad_line(path, line_number, first_column, label_high)
+
+    values = frame.to_numpy(dtype=np.int64)  # (N, 785), all checked to be whole numbers
+    images = values[:, 1:].astype(np.uint8).reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
+    first = np.ascontiguousarray(values[:, 0])
+    if first_column == "label":
+        return Split(images=images, labels=first, ids=None, source=str(path))
+    return Split(images=images, labels=None, ids=first, source=str(path))
+
+
+def _check_header(path: Path) -> str:
+    """Check line 1 and return the name of the first column ('label' or 'id')."""
+    with _open_text(path) as file:
+        header = file.readline()
+    header = header.removeprefix("\ufeff").rstrip("\r\n")
+    if not header:
+        raise DataFormatError(f"{path.name} line 1: expected a header row, found an empty line")
+    names = header.split(",")
+    expected_count = 1 + N_PIXELS
+    if len(names) != expected_count:
+        raise DataFormatError(
+            f"{path.name} line 1 (header): expected {expected_count} columns "
+            f"(label or id, then pixel0..pixel{N_PIXELS - 1}), found {len(names)}"
+        )
+    if names[0] not in ("label", "id"):
+        raise DataFormatError(
+            f"{path.name} line 1 (header): column 1 must be 'label' or 'id', found {names[0]!r}"
+        )
+    pairs = zip(names[1:], PIXEL_COLUMNS, strict=True)
+    for position, (found, expected) in enumerate(pairs, start=2):
+        if found != expected:
+            raise DataFormatError(
+                f"{path.name} line 1 (header): column {position} must be {expected!r}, "
+                f"found {found!r}"
+            )
+    return names[0]
+
+
+_TOO_MANY_FIELDS = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+
+
+def _read_frame(path: Path) -> pd.DataFrame:
+    """Parse the whole file with pandas' C parser; row r of the frame is file line r + 2."""
+    try:
+        return pd.read_csv(
+            path,
+            compression="gzip" if is_gzip(path) else None,
+            header=0,
+            engine="c",
+            # Keep blank lines as rows and quotes as plain characters, so that frame rows map
+            # one-to-one onto file lines and error messages can give exact line numbers.
+            skip_blank_lines=False,
+            quoting=3,  # csv.QUOTE_NONE
+            keep_default_na=False,
+            na_values=[""],
+            encoding="utf-8",
+        )
+    except pd.errors.ParserError as error:
+        match = _TOO_MANY_FIELDS.search(str(error))
+        if match is None:
+            raise DataFormatError(f"{path.name}: not a readable CSV file ({error})") from error
+        expected, line, found = match.groups()
+        raise DataFormatError(
+            f"{path.name} line {line}: expected {expected} columns, found {found}"
+        ) from error
+
+
+def _first_bad_row(frame: pd.DataFrame, label_high: int | None) -> int | None:
+    """Index of the first row with a missing, non-numeric, fractional or out-of-range cell."""
+    if all(dtype == np.int64 for dtype in frame.dtypes):
+        # The usual case: the C parser found only integers; just check their ranges.
+        values = frame.to_numpy()  # (N, 785) int64
+        bad = ((values[:, 1:] < 0) | (values[:, 1:] > 255)).any(axis=1)
+        bad |= values[:, 0] < 0
+        if label_high is not None:
+            bad |= values[:, 0] > label_high
+    else:
+        # Something unusual (text, gaps, decimals): convert column by column, text -> NaN.
+        bad = np.zeros(len(frame), dtype=bool)
+        for position, column in enumerate(frame.columns):
+            numbers = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
+            with np.errstate(invalid="ignore"):
+                column_bad = ~np.isfinite(numbers) | (numbers != np.round(numbers)) | (numbers < 0)
+                high = 255 if position > 0 else label_high
+                if high is not None:
+                    column_bad |= numbers > high
+            bad |= column_bad
+    rows = np.flatnonzero(bad)
+    return int(rows[0]) if len(rows) else None
+
+
+def _describe_bad_line(
+    path: Path, line_number: int, first_column: str, label_high: int | None
+) -> DataFormatError:
+    """Re-read one raw line and say exactly what is wrong with it."""
+    with _open_text(path) as file:
+        line = next(itertools.islice(file, line_number - 1, None), "")
+    fields = line.rstrip("\r\n").split(",")
+    where = f"{path.name} line {line_number}"
+    if fields == [""]:
+        return DataFormatError(f"{where}: expected {1 + N_PIXELS} columns, found an empty line")
+    if len(fields) != 1 + N_PIXELS:
+        return DataFormatError(f"{where}: expected {1 + N_PIXELS} columns, found {len(fields)}")
+    names = (first_column, *PIXEL_COLUMNS)
+    for position, (name, text) in enumerate(zip(names, fields, strict=True)):
+        high = 255 if position > 0 else label_high
+        expected = f"a whole number {_range_text(high)}"
+        if not text.strip():
+            return DataFormatError(
+                f"{where}, field {name}: expected {expected}, found an empty cell"
+            )
+        try:
+            number = float(text)
+        except ValueError:
+            return DataFormatError(f"{where}, field {name}: expected {expected}, found {text!r}")
+        if not number.is_integer() or number < 0 or (high is not None and number > high):
+            return DataFormatError(f"{where}, field {name}: expected {expected}, found {text!r}")
+    return DataFormatError(f"{where}: this row could not be read as {1 + N_PIXELS} whole numbers")
+
+
+def _range_text(high: int | None) -> str:
+    return f"in 0-{high}" if high is not None else ">= 0"
+
+
+# ---------------------------------------------------------------- MNIST IDX
+
+
+def read_idx(path: str | Path, kind: Literal["images", "labels"] | None = None) -> np.ndarray:
+    """Read an MNIST IDX file (plain or .gz): images uint8 (N, 28, 28) or labels int64 (N,).
+
+    kind says which one the caller wants ('images': magic 0x00000803, 'labels': magic
+    0x00000801); None accepts either and tells them apart by the magic number.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as raw:
+            data = raw.read()
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
+    except _BROKEN_STREAM_ERRORS as error:
+        raise _broken_stream(path, error) from error
+
+    if len(data) < 4:
+        raise DataFormatError(
+            f"{path.name}: expected an IDX header of at least 4 bytes, found {len(data)} bytes"
+        )
+    magic = int.from_bytes(data[:4], "big")
+    allowed = {m: k for m, k in _IDX_MAGIC_KIND.items() if kind is None or k == kind}
+    if magic not in allowed:
+        expected = " or ".join(f"0x{m:08X} (uint8 {k})" for m, k in allowed.items())
+        raise DataFormatError(
+            f"{path.name} bytes 0-3 (magic number): expected {expected}, found 0x{magic:08X}"
+        )
+    ndim = data[3]
+    header_size = 4 + 4 * ndim
+    if len(data) < header_size:
+        raise DataFormatError(
+            f"{path.name}: expected a {header_size}-byte header for {ndim} dimensions, "
+            f"found only {len(data)} bytes (truncated file)"
+        )
+    dims = [int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4)]
+    shape_text = " x ".join(map(str, dims))
+    if ndim == 3 and dims[1:] != [IMAGE_SIDE, IMAGE_SIDE]:
+        raise DataFormatError(
+            f"{path.name} header (dimensions): expected N x {IMAGE_SIDE} x {IMAGE_SIDE} images, "
+            f"found {shape_text}"
+        )
+    expected_size = math.prod(dims)  # Python ints: a junk header cannot overflow
+    found_size = len(data) - header_size
+    if found_size != expected_size:
+        state = "truncated file" if found_size < expected_size else "extra bytes at the end"
+        raise DataFormatError(
+            f"{path.name}: the header promises {shape_text} = {expected_size} bytes of data, "
+            f"found {found_size} ({state})"
+        )
+    values = np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(dims)
+    if ndim == 3:
+        return values.copy()  # writable, and independent of the decompressed buffer
+    return _checked_labels(values, f"{path.name} label", first_byte=header_size)
+
+
+def _checked_labels(values: np.ndarray, where: str, first_byte: int | None = None) -> np.ndarray:
+    """Labels as int64 (N,), after checking every one is in 0-9."""
+    bad = np.flatnonzero((values < 0) | (values >= N_CLASSES))
+    if len(bad):
+        index = int(bad[0])
+        offset = f", byte {first_byte + index}" if first_byte is not None else ""
+        raise DataFormatError(
+            f"{where} at index {index}{offset}: expected 0-{N_CLASSES - 1}, found {values[index]}"
+        )
+    return values.astype(np.int64)
+
+
+# ---------------------------------------------------------------- NumPy .npz
+
+
+def read_npz(path: str | Path, kind: Literal["images", "labels"]) -> np.ndarray:
+    """Read a one-array .npz from the release: images uint8 (N, 28, 28) or labels int64 (N,).
+
+    The array's key does not matter (the release uses 'arr_0'); pickled objects are refused.
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            keys = list(archive.keys())
+            if len(keys) != 1:
+                raise DataFormatError(
+                    f"{path.name}: expected exactly one array in the .npz, found {len(keys)} "
+                    f"({', '.join(keys) or 'none'})"
+                )
+            values = archive[keys[0]]
+    except DataFormatError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as error:
+        # np.load reports damaged archives with many exception types; all mean the same here.
+        raise DataFormatError(f"{path.name}: not a readable .npz file ({error})") from error
+
+    where = f"{path.name} array '{keys[0]}'"
+    if not np.issubdtype(values.dtype, np.integer):
+        raise DataFormatError(f"{where}: expected an integer dtype, found {values.dtype}")
+    if kind == "labels":
+        if values.ndim != 1:
+            raise DataFormatError(f"{where}: expected labels of shape (N,), found {values.shape}")
+        return _checked_labels(values, where)
+
+    if values.ndim != 3 or values.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
+        raise DataFormatError(
+            f"{where}: expected images of shape (N, {IMAGE_SIDE}, {IMAGE_SIDE}), "
+            f"found {values.shape}"
+        )
+    if values.size and (values.min() < 0 or values.max() > 255):
+        low, high = values.min(), values.max()
+        raise DataFormatError(f"{where}: expected pixel values 0-255, found {low} to {high}")
+    return values.astype(np.uint8)
