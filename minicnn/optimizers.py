@@ -1,0 +1,163 @@
+"""Optimisers: SGD (with momentum / Nesterov) and Adam (with bias correction), Keras semantics.
+
+An optimiser updates parameters in place, so the arrays in each layer's `params` dict stay the
+same objects. Its per-parameter state is keyed by stable names ("3.W": layer 3, parameter W),
+which lets a checkpoint save and restore it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from minicnn.backend import get_array_module, to_numpy
+
+
+class Optimizer:
+    """Base class: `step(named_params)` with (name, param, grad) triples; `lr` is settable."""
+
+    def __init__(self, lr: float, weight_decay: float = 0.0) -> None:
+        if lr <= 0:
+            raise ValueError(f"learning rate must be positive, got {lr!r}")
+        if weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+        self.lr = float(lr)
+        self.weight_decay = float(weight_decay)
+        self.iterations = 0
+        self.slots: dict[str, dict] = {}  # slot name -> {param name -> array}
+
+    def get_config(self) -> dict:
+        raise NotImplementedError
+
+    def _slot(self, slot: str, name: str, param):
+        table = self.slots.setdefault(slot, {})
+        if name not in table:
+            table[name] = get_array_module(param).zeros_like(param)
+        return table[name]
+
+    def step(self, named_params) -> None:
+        """Apply one update to every (name, param, grad)."""
+        self.iterations += 1
+        for name, param, grad in named_params:
+            if self.weight_decay:
+                # Decoupled weight decay, as Keras 3 and AdamW: shrink the weight directly.
+                param -= param.dtype.type(self.lr * self.weight_decay) * param
+            self.update(name, param, grad)
+
+    def update(self, name: str, param, grad) -> None:
+        raise NotImplementedError
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Every array of the optimiser's state as NumPy, by "slot/param name"."""
+        state = {"iterations": np.array(self.iterations, dtype=np.int64), "lr": np.array(self.lr)}
+        for slot, table in self.slots.items():
+            for name, value in table.items():
+                state[f"{slot}/{name}"] = to_numpy(value)
+        return state
+
+    def load_state_dict(self, state: dict, xp=np) -> None:
+        """Restore what state_dict() returned; arrays are moved onto `xp`."""
+        self.iterations = int(state["iterations"])
+        self.lr = float(state["lr"])
+        self.slots = {}
+        for key, value in state.items():
+            if "/" in key:
+                slot, name = key.split("/", 1)
+                self.slots.setdefault(slot, {})[name] = xp.asarray(value)
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent.
+
+    v = momentum * v - lr * g;  p += v            (momentum; plain SGD when momentum = 0)
+    p += momentum * v - lr * g                    (Nesterov, Keras' formulation)
+    """
+
+    def __init__(
+        self,
+        lr: float = 0.01,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(lr, weight_decay)
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+        if nesterov and momentum == 0.0:
+            raise ValueError("nesterov=True needs momentum > 0")
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+
+    def get_config(self) -> dict:
+        return {
+            "lr": self.lr,
+            "momentum": self.momentum,
+            "nesterov": self.nesterov,
+            "weight_decay": self.weight_decay,
+        }
+
+    def update(self, name, param, grad) -> None:
+        lr = param.dtype.type(self.lr)
+        if self.momentum == 0.0:
+            param -= lr * grad
+            return
+        m = param.dtype.type(self.momentum)
+        velocity = self._slot("velocity", name, param)
+        velocity *= m
+        velocity -= lr * grad
+        if self.nesterov:
+            param += m * velocity - lr * grad
+        else:
+            param += velocity
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba), in the form Keras uses:
+
+    m = b1 * m + (1 - b1) * g;  v = b2 * v + (1 - b2) * g^2
+    p -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + epsilon)
+
+    (epsilon is added outside the bias correction, as in Keras; PyTorch adds it inside.)
+    """
+
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-7,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(lr, weight_decay)
+        for label, beta in (("beta_1", beta_1), ("beta_2", beta_2)):
+            if not 0.0 <= beta < 1.0:
+                raise ValueError(f"{label} must be in [0, 1), got {beta!r}")
+        self.beta_1 = float(beta_1)
+        self.beta_2 = float(beta_2)
+        self.epsilon = float(epsilon)
+
+    def get_config(self) -> dict:
+        return {
+            "lr": self.lr,
+            "beta_1": self.beta_1,
+            "beta_2": self.beta_2,
+            "epsilon": self.epsilon,
+            "weight_decay": self.weight_decay,
+        }
+
+    def update(self, name, param, grad) -> None:
+        xp = get_array_module(param)
+        t = self.iterations
+        dtype = param.dtype.type
+        b1, b2 = dtype(self.beta_1), dtype(self.beta_2)
+        step = dtype(self.lr * np.sqrt(1.0 - self.beta_2**t) / (1.0 - self.beta_1**t))
+        m = self._slot("m", name, param)
+        v = self._slot("v", name, param)
+        m *= b1
+        m += (1 - b1) * grad
+        v *= b2
+        v += (1 - b2) * (grad * grad)
+        param -= step * m / (xp.sqrt(v) + dtype(self.epsilon))
+
+
+OPTIMIZER_TYPES = {"SGD": SGD, "Adam": Adam}
