@@ -184,7 +184,7 @@ class Sequential:
                 np.random.default_rng(streams[0]),
                 np.random.default_rng(streams[1]),
             )
-            for layer, stream in zip(dropouts, streams[2:]):
+            for layer, stream in zip(dropouts, streams[2:], strict=True):
                 layer.reseed(np.random.default_rng(stream))
             order = order_rng.permutation(n) if shuffle else np.arange(n)
             lr = self.optimizer.lr
