@@ -83,16 +83,18 @@ def ensure_downloaded(
     cache_dir: str | Path | None = None,
     base_url: str | None = None,
     *,
-    files: Mapping[str, Checksum] = RELEASE_FILES,
+    files: Mapping[str, Checksum] | None = None,
     progressbar: bool = True,
     timeout: float = 60.0,
 ) -> Path:
     """Make sure every release file is in the cache, downloading what is missing; return it.
 
     Files already in the cache are verified and reused without touching the network; a cached
-    file that no longer verifies is downloaded again. files maps file name -> Checksum (tests
-    pass their own table). Raises DownloadError with manual instructions on any failure.
+    file that no longer verifies is downloaded again. files maps file name -> Checksum
+    (default RELEASE_FILES; tests pass their own). Raises DownloadError, with instructions for
+    getting the files by hand, on any failure.
     """
+    files = RELEASE_FILES if files is None else files
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     base = release_url(base_url)
     cache.mkdir(parents=True, exist_ok=True)

@@ -110,14 +110,13 @@ def read_csv_split(path: str | Path) -> Split:
         raise DataFormatError(f"{path.name}: expected at least one data row after the header")
 
     label_high = N_CLASSES - 1 if first_column == "label" else None
-    bad_row = _first_bad_row(frame, label_high)
-    if bad_row is not None:
-        line_number = bad_row + 2  # 1-based, and the header is line 1
+    first, pixels, bad = _checked_columns(frame, label_high)
+    bad_rows = np.flatnonzero(bad)
+    if len(bad_rows):
+        line_number = int(bad_rows[0]) + 2  # 1-based, and the header is line 1
         raise _describe_bad_line(path, line_number, first_column, label_high)
 
-    values = frame.to_numpy(dtype=np.int64)  # (N, 785), all checked to be whole numbers
-    images = values[:, 1:].astype(np.uint8).reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
-    first = np.ascontiguousarray(values[:, 0])
+    images = pixels.reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
     if first_column == "label":
         return Split(images=images, labels=first, ids=None, source=str(path))
     return Split(images=images, labels=None, ids=first, source=str(path))
@@ -180,28 +179,38 @@ def _read_frame(path: Path) -> pd.DataFrame:
         ) from error
 
 
-def _first_bad_row(frame: pd.DataFrame, label_high: int | None) -> int | None:
-    """Index of the first row with a missing, non-numeric, fractional or out-of-range cell."""
-    if all(dtype == np.int64 for dtype in frame.dtypes):
-        # The usual case: the C parser found only integers; just check their ranges.
-        values = frame.to_numpy()  # (N, 785) int64
-        bad = ((values[:, 1:] < 0) | (values[:, 1:] > 255)).any(axis=1)
-        bad |= values[:, 0] < 0
-        if label_high is not None:
-            bad |= values[:, 0] > label_high
-    else:
-        # Something unusual (text, gaps, decimals): convert column by column, text -> NaN.
-        bad = np.zeros(len(frame), dtype=bool)
-        for position, column in enumerate(frame.columns):
-            numbers = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
+def _checked_columns(
+    frame: pd.DataFrame, label_high: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Check every cell, column by column; return (first column, pixels, bad-row mask).
+
+    first is int64 (N,), pixels uint8 (N, 784), bad bool (N,) marks rows with a missing,
+    non-numeric, fractional or out-of-range cell (first and pixels are only valid where
+    bad is all False). Working per column avoids copying the whole frame into one array.
+    """
+    n_rows = len(frame)
+    first = np.zeros(n_rows, dtype=np.int64)
+    pixels = np.zeros((n_rows, N_PIXELS), dtype=np.uint8)
+    bad = np.zeros(n_rows, dtype=bool)
+    for position, column in enumerate(frame.columns):
+        high = 255 if position > 0 else label_high
+        series = frame[column]
+        if series.dtype == np.int64:  # the usual case: the C parser found only integers
+            values = series.to_numpy()
+            column_bad = values < 0
+        else:  # text, gaps or decimals somewhere in this column: text becomes NaN
+            values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
             with np.errstate(invalid="ignore"):
-                column_bad = ~np.isfinite(numbers) | (numbers != np.round(numbers)) | (numbers < 0)
-                high = 255 if position > 0 else label_high
-                if high is not None:
-                    column_bad |= numbers > high
+                column_bad = ~np.isfinite(values) | (values != np.round(values)) | (values < 0)
+        if high is not None:
+            column_bad |= values > high
+        if column_bad.any():
             bad |= column_bad
-    rows = np.flatnonzero(bad)
-    return int(rows[0]) if len(rows) else None
+        elif position == 0:
+            first[:] = values
+        else:
+            pixels[:, position - 1] = values
+    return first, pixels, bad
 
 
 def _describe_bad_line(
