@@ -52,7 +52,7 @@ class Optimizer:
         state = {"iterations": np.array(self.iterations, dtype=np.int64), "lr": np.array(self.lr)}
         for slot, table in self.slots.items():
             for name, value in table.items():
-                state[f"{slot}/{name}"] = to_numpy(value)
+                state[f"{slot}/{name}"] = to_numpy(value).copy()
         return state
 
     def load_state_dict(self, state: dict, xp=np) -> None:
@@ -63,7 +63,7 @@ class Optimizer:
         for key, value in state.items():
             if "/" in key:
                 slot, name = key.split("/", 1)
-                self.slots.setdefault(slot, {})[name] = xp.asarray(value)
+                self.slots.setdefault(slot, {})[name] = xp.array(value)  # a copy
 
 
 class SGD(Optimizer):
