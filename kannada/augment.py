@@ -184,8 +184,8 @@ class Augmenter:
 
     Defaults: rotation 10, zoom 0.15, shifts 0.15, shear 10. The popular Kannada-MNIST Kaggle
     notebooks use rotation 10 with zoom/shift 0.25 (some zoom 0.1); on 28x28 digits a 0.25
-    shift moves a digit by up to 7 pixels and cuts strokes off, so we use 0.15 (up to 4.2 px)
-    and a matching zoom, which keeps every stroke inside the frame.
+    shift moves a digit by up to 7 pixels and often cuts strokes off, so we use 0.15 (up to
+    4.2 px) and a matching zoom; only digits already touching the border lose a little.
 
     The fast path works on NumPy arrays and, through minicnn.backend.get_array_module, on CuPy
     arrays (the random parameters are always drawn on the host from a NumPy Generator).
