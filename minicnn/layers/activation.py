@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from minicnn.backend import get_array_module
 from minicnn.layers.base import Layer
+from minicnn.parallel import run_chunks
 
 
 class ReLU(Layer):
@@ -15,7 +16,13 @@ class ReLU(Layer):
     def forward(self, x, training: bool = False):
         self.ensure_built(x)
         xp = get_array_module(x)
-        out = xp.maximum(x, 0)
+        out = xp.empty_like(x)  # same memory layout as x
+        zero = x.dtype.type(0)
+
+        def work(start: int, stop: int) -> None:  # elementwise, so chunks can run on threads
+            xp.maximum(x[start:stop], zero, out=out[start:stop])
+
+        run_chunks(work, x.shape[0], xp)
         if training:
             self.cache = out  # out > 0 exactly where x > 0
         return out
@@ -25,4 +32,11 @@ class ReLU(Layer):
             raise RuntimeError(f"{self.name}: backward() called without forward(training=True)")
         out, self.cache = self.cache, None
         xp = get_array_module(dy)
-        return xp.where(out > 0, dy, dy.dtype.type(0))
+        dx = xp.empty_like(out)
+        zero = dy.dtype.type(0)
+
+        def work(start: int, stop: int) -> None:
+            dx[start:stop] = xp.where(out[start:stop] > 0, dy[start:stop], zero)
+
+        run_chunks(work, dy.shape[0], xp)
+        return dx

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from minicnn.backend import get_array_module
 from minicnn.layers.base import Layer
-from minicnn.layers.im2col import output_size, pair, window_view
+from minicnn.layers.im2col import output_size, pair
+from minicnn.parallel import run_chunks
 
 
 class MaxPool2D(Layer):
@@ -45,19 +46,39 @@ class MaxPool2D(Layer):
             raise ValueError(f"{self.name} expects samples of shape (C, H, W), got {input_shape}")
         return (input_shape[0], *self._out_hw(input_shape[1], input_shape[2]))
 
+    def _taps(self, x_nhwc, out_hw):
+        """The PH*PW strided views x[:, a::SH, b::SW, :] (cropped to OH x OW): tap (a, b) of
+        every window at once, without copying."""
+        (ph, pw), (sh, sw), (oh, ow) = self.pool_size, self.stride, out_hw
+        return [
+            x_nhwc[:, a : a + sh * oh : sh, b : b + sw * ow : sw, :]
+            for a in range(ph)
+            for b in range(pw)
+        ]
+
     def forward(self, x, training: bool = False):
         """x (N, C, H, W) -> (N, C, OH, OW)."""
         self.ensure_built(x)
         xp = get_array_module(x)
         n, c, h, w = x.shape
         out_hw = self._out_hw(h, w)
-        ph, pw = self.pool_size
         x_nhwc = x.transpose(0, 2, 3, 1)
-        # (N, OH, OW, PH, PW, C) view -> (N, OH, OW, C, PH*PW): one row per window
-        windows = window_view(x_nhwc, self.pool_size, self.stride, out_hw)
-        windows = windows.transpose(0, 1, 2, 5, 3, 4).reshape(n, *out_hw, c, ph * pw)
-        argmax = windows.argmax(axis=-1)  # (N, OH, OW, C): first maximum on ties
-        out = xp.take_along_axis(windows, argmax[..., None], axis=-1)[..., 0]
+        out = xp.empty((n, *out_hw, c), dtype=x.dtype)
+        argmax = xp.zeros((n, *out_hw, c), dtype=xp.uint8) if training else None
+
+        def work(start: int, stop: int) -> None:  # one chunk of the batch, maybe on a thread
+            # A running maximum over the taps, elementwise on whole arrays: no per-window loop
+            # and no copy of the windows. `argmax` remembers which tap won; a later tap wins
+            # only when strictly larger, so ties go to the first (as in PyTorch).
+            taps = self._taps(x_nhwc[start:stop], out_hw)  # each (n, OH, OW, C)
+            best = out[start:stop]
+            best[...] = taps[0]
+            for k, tap in enumerate(taps[1:], start=1):
+                if argmax is not None:
+                    xp.putmask(argmax[start:stop], tap > best, k)
+                xp.maximum(best, tap, out=best)
+
+        run_chunks(work, n, xp)
         if training:
             self.cache = (argmax, x.shape)
         return out.transpose(0, 3, 1, 2)
@@ -70,14 +91,16 @@ class MaxPool2D(Layer):
         self.cache = None
         xp = get_array_module(dy)
         n, c, h, w = x_shape
-        (ph, pw), (sh, sw) = self.pool_size, self.stride
-        oh, ow = argmax.shape[1], argmax.shape[2]
         dy_nhwc = dy.transpose(0, 2, 3, 1)
         dx = xp.zeros((n, h, w, c), dtype=dy.dtype)
-        # For each tap (a, b) of the window, the outputs whose maximum sat at that tap send
-        # their gradient back to it; overlapping windows accumulate with +=.
-        for a in range(ph):
-            for b in range(pw):
-                hit = argmax == a * pw + b
-                dx[:, a : a + sh * oh : sh, b : b + sw * ow : sw, :] += xp.where(hit, dy_nhwc, 0)
+        # Tap k of every window receives dy where tap k was the maximum; overlapping windows
+        # (stride < pool size) accumulate with +=.
+        zero = dy.dtype.type(0)
+
+        def work(start: int, stop: int) -> None:
+            winners = argmax[start:stop]
+            for k, tap in enumerate(self._taps(dx[start:stop], argmax.shape[1:3])):
+                tap += xp.where(winners == k, dy_nhwc[start:stop], zero)
+
+        run_chunks(work, n, xp)
         return dx.transpose(0, 3, 1, 2)
