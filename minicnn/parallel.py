@@ -42,8 +42,8 @@ def get_num_threads() -> int:
 def batch_chunks(n: int) -> list[tuple[int, int]]:
     """Split range(n) into contiguous (start, stop) chunks, one per thread (fewer for small n)."""
     parts = max(1, min(_num_threads, n // MIN_CHUNK))
-    bounds = np.linspace(0, n, parts + 1).astype(int)
-    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    bounds = [n * i // parts for i in range(parts + 1)]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
 def run_chunks(work, n: int, xp=np) -> list:
