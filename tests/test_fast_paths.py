@@ -1,0 +1,87 @@
+"""The fast paths give the same results as the plain ones: threads vs one thread, and the
+stride-1 input gradient by convolution vs the general col2im scatter."""
+
+import numpy as np
+import pytest
+
+import minicnn as mc
+from minicnn import parallel
+from minicnn.layers.im2col import col2im, im2col, pad_nhwc
+
+
+@pytest.fixture
+def threads():
+    before = parallel.get_num_threads()
+    yield parallel.set_num_threads
+    parallel.set_num_threads(before)
+
+
+def run_model(seed=0):
+    model = mc.Sequential(
+        [
+            mc.Conv2D(8, 3, padding="same"),
+            mc.ReLU(),
+            mc.MaxPool2D(2),
+            mc.Conv2D(16, 3, stride=2, padding=1),
+            mc.ReLU(),
+            mc.Flatten(),
+            mc.Dense(10),
+        ],
+        input_shape=(3, 16, 16),
+        seed=seed,
+    )
+    model.compile()
+    rng = np.random.default_rng(1)
+    x = rng.random((64, 3, 16, 16), dtype=np.float32)
+    y = rng.integers(0, 10, 64)
+    logits = model.forward(x, training=True)
+    model.loss.forward(logits, y)
+    model.backward(model.loss.backward())
+    return logits, {name: grad.copy() for name, _, grad in model.named_params()}
+
+
+def test_threaded_chunks_equal_one_thread(threads):
+    threads(1)
+    logits_1, grads_1 = run_model()
+    threads(2)
+    assert len(parallel.batch_chunks(64)) == 2
+    logits_2, grads_2 = run_model()
+    np.testing.assert_allclose(logits_2, logits_1, rtol=1e-5, atol=1e-6)
+    for name in grads_1:
+        np.testing.assert_allclose(grads_2[name], grads_1[name], rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_threaded_runs_are_bit_for_bit_repeatable(threads):
+    threads(2)
+    first, second = run_model(), run_model()
+    np.testing.assert_array_equal(first[0], second[0])
+    for name in first[1]:
+        np.testing.assert_array_equal(first[1][name], second[1][name])
+
+
+@pytest.mark.parametrize("padding", ["same", "valid", 1])
+def test_input_gradient_by_convolution_equals_col2im(padding):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 3, 9, 8)).astype(np.float32)
+    layer = mc.Conv2D(5, 3, padding=padding)
+    y = layer.forward(x, training=True)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx_fast = layer.backward(dy)  # stride 1: the convolution path
+    # The general path, written out: dcol = dy @ kernel^T, then scatter-add with col2im.
+    n, c, h, w = x.shape
+    pad = {"same": (1, 1), "valid": (0, 0), 1: (1, 1)}[padding]
+    W = layer.params["W"]
+    kernel = W.transpose(2, 3, 1, 0).reshape(-1, W.shape[0])
+    dy_rows = dy.transpose(0, 2, 3, 1).reshape(-1, W.shape[0])
+    padded = (n, h + 2 * pad[0], w + 2 * pad[1], c)
+    dx_pad = col2im(dy_rows @ kernel.T, padded, (3, 3), (1, 1), y.shape[2:])
+    dx_plain = dx_pad[:, pad[0] : pad[0] + h, pad[1] : pad[1] + w].transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(dx_fast, dx_plain, rtol=1e-5, atol=1e-5)
+
+
+def test_im2col_rows_are_receptive_fields():
+    x = np.arange(2 * 4 * 4 * 3, dtype=np.float32).reshape(2, 4, 4, 3)  # NHWC
+    col = im2col(pad_nhwc(x, (1, 1), (1, 1)), (3, 3), (1, 1), (4, 4))
+    assert col.shape == (2 * 16, 27)
+    # row of output pixel (n=1, i=2, j=1): the 3x3x3 patch around x[1, 2, 1]
+    np.testing.assert_array_equal(col[16 + 2 * 4 + 1].reshape(3, 3, 3), x[1, 1:4, 0:3, :])
