@@ -1,0 +1,158 @@
+"""What the kannada commands share: the --data-dir option, loading the data, choosing the
+training and validation rows, and one clear line for the errors a user can cause.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kannada.data import (
+    DataFormatError,
+    DataNotFoundError,
+    Dataset,
+    DownloadError,
+    Split,
+    default_cache_dir,
+    ensure_downloaded,
+    load_dataset,
+    writer_ids,
+)
+from kannada.data.layout import ROWS_PER_WRITER
+from minicnn import ModelFileError, NonFiniteLossError, set_backend
+
+
+class RunError(RuntimeError):
+    """A problem with the user's request that the command explains (e.g. a bad --resume folder)."""
+
+
+# Errors that come from what the user gave us, not from a bug: shown as one line, exit code 1.
+USER_ERRORS = (
+    DataFormatError,
+    DataNotFoundError,
+    DownloadError,
+    ModelFileError,
+    NonFiniteLossError,
+    RunError,
+)
+
+
+def add_data_dir_argument(parser: argparse.ArgumentParser) -> None:
+    """Add --data-dir: a folder in any supported layout, else the downloaded cache."""
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="folder with Kannada-MNIST in the Kaggle CSV, IDX or .npz layout "
+        f"(default: the official release, downloaded once into {default_cache_dir()})",
+    )
+
+
+def load_data(data_dir: str | Path | None) -> Dataset:
+    """Load the dataset from data_dir, or from the cache (downloading it first) when None.
+
+    Raises DataNotFoundError / DataFormatError / DownloadError with messages for people.
+    """
+    folder = Path(data_dir) if data_dir is not None else ensure_downloaded()
+    return load_dataset(folder)
+
+
+def choose_backend(name: str) -> None:
+    """Switch minicnn to "numpy" or "cupy"; a missing CuPy or GPU becomes a RunError."""
+    try:
+        set_backend(name)
+    except RuntimeError as error:
+        raise RunError(str(error)) from error
+
+
+def existing_file(parser: argparse.ArgumentParser, path: str, what: str) -> Path:
+    """The path as a Path, or an argparse-style usage error (exit code 2) when it is no file."""
+    candidate = Path(path).expanduser()
+    if not candidate.is_file():
+        parser.error(f"{what} {path}: no such file")
+    return candidate
+
+
+def report_error(prog: str, error: BaseException) -> int:
+    """Print `prog: error: message` on stderr, as argparse does, and return exit code 1."""
+    print(f"{prog}: error: {error}", file=sys.stderr)
+    return 1
+
+
+# ---------------------------------------------------------------- which rows train, which validate
+
+
+def training_rows(n_rows: int, limit: int | None) -> np.ndarray:
+    """Indices (sorted, int64) of the train rows a run uses: all, or `limit` spread over writers.
+
+    Row i is cell i % 1280 of writer i // 1280. A limited run takes cell 0 of every writer,
+    then cell 1 of every writer, and so on: every writer stays represented (so --val-by
+    writer can still hold out whole writers) and, as the labels cycle 0-9 through each page,
+    the classes stay balanced. Taking the first N rows would instead keep only N / 1280
+    writers - a single one for N < 1280.
+    """
+    if limit is None or limit >= n_rows:
+        return np.arange(n_rows, dtype=np.int64)
+    writer = writer_ids(n_rows)
+    cell = np.arange(n_rows) - writer * ROWS_PER_WRITER
+    by_cell_then_writer = np.lexsort((writer, cell))
+    return np.sort(by_cell_then_writer[:limit]).astype(np.int64)
+
+
+def validation_split(
+    writers: np.ndarray, val_split: float, val_by: str, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (into `writers`) of the training and of the validation rows.
+
+    writers: (N,) writer number of each row. val_by "writer" holds out
+    max(1, round(val_split * writers present)) whole writers, drawn with
+    numpy.random.default_rng(seed); "random" holds out round(val_split * N) random rows
+    (at least 1). Both sides always keep at least one writer / row.
+    """
+    rng = np.random.default_rng(seed)
+    n = len(writers)
+    if val_by == "writer":
+        present = np.unique(writers)
+        if len(present) < 2:
+            raise RunError(
+                f"--val-by writer needs rows from at least 2 writers ({ROWS_PER_WRITER} rows "
+                f"each), but the {n} training rows come from {len(present)}; "
+                "use more rows or --val-by random"
+            )
+        n_held = min(max(1, round(val_split * len(present))), len(present) - 1)
+        is_val = np.isin(writers, rng.choice(present, size=n_held, replace=False))
+    elif val_by == "random":
+        if n < 2:
+            raise RunError(f"a validation split needs at least 2 training rows, found {n}")
+        n_held = min(max(1, round(val_split * n)), n - 1)
+        is_val = np.zeros(n, dtype=bool)
+        is_val[rng.permutation(n)[:n_held]] = True
+    else:
+        raise ValueError(f"val_by: expected 'writer' or 'random', found {val_by!r}")
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def split_rows(n_rows: int, config: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Train-file row indices (training, validation) of a run, from its config.
+
+    config needs "limit", "val_split", "val_by" and "seed" (kannada.train's options), so a
+    saved model's validation rows can be rebuilt exactly.
+    """
+    rows = training_rows(n_rows, config["limit"])
+    train_pos, val_pos = validation_split(
+        writer_ids(n_rows)[rows], config["val_split"], config["val_by"], config["seed"]
+    )
+    return rows[train_pos], rows[val_pos]
+
+
+def data_fingerprint(split: Split) -> str:
+    """SHA-256 of a split's images and labels: tells whether two runs saw the same data."""
+    digest = hashlib.sha256(np.ascontiguousarray(split.images).tobytes())
+    if split.labels is not None:
+        digest.update(np.ascontiguousarray(split.labels, dtype=np.int64).tobytes())
+    return digest.hexdigest()

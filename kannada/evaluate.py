@@ -1,0 +1,176 @@
+"""Reports for a trained model: `python -m kannada.evaluate --model M [--data-dir D] [--out DIR]`.
+
+write_evaluation() is also what kannada.train runs at the end of training, so both give the
+same files: confusion matrices, classification_report.txt, mistake galleries, a submission.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import minicnn
+from kannada.cli import (
+    USER_ERRORS,
+    add_data_dir_argument,
+    choose_backend,
+    data_fingerprint,
+    existing_file,
+    load_data,
+    report_error,
+    split_rows,
+)
+from kannada.data import Dataset, Split
+from kannada.fileio import atomic_write
+from kannada.plots import plot_misclassified
+from kannada.predict import load_model, predict_images
+from kannada.preprocess import Preprocessing
+from kannada.report import write_metrics_json, write_split_report, write_submission_csv
+
+PROG = "python -m kannada.evaluate"
+VALIDATION = "validation"
+
+
+def write_evaluation(
+    model: minicnn.Sequential,
+    preprocessing: Preprocessing,
+    parts: Mapping[str, Split],
+    out_dir: str | Path,
+) -> tuple[dict[str, Any], list[Path]]:
+    """Predict every split in `parts` with `preprocessing` and write its reports into out_dir.
+
+    parts: split name ("validation", "dig", "test") -> Split with images uint8 (N, 28, 28).
+    A labelled split gets confusion_matrix_<name>.png, a section of classification_report.txt
+    and a mistake gallery: misclassified.png for validation (confusion_matrix.png is a copy of
+    its matrix), misclassified_<name>.png for the others. A split without labels gets
+    submission.csv (id,label; ids 0..N-1 when the file has none).
+    Returns (metrics by split name, the paths written).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics: dict[str, Any] = {}
+    written: list[Path] = []
+    for name, split in parts.items():
+        predicted, probs = predict_images(model, preprocessing, split.images)
+        if split.labels is None:
+            ids = split.ids if split.ids is not None else np.arange(len(split), dtype=np.int64)
+            written.append(write_submission_csv(ids, predicted, out_dir / "submission.csv"))
+            continue
+        is_validation = name == VALIDATION
+        metrics[name] = write_split_report(
+            name,
+            split.labels,
+            predicted,
+            probs,
+            None if is_validation else split.images,
+            out_dir,
+        )
+        matrix = out_dir / f"confusion_matrix_{name}.png"
+        written.append(matrix)
+        if is_validation:
+            gallery = out_dir / "misclassified.png"
+            plot_misclassified(split.images, split.labels, predicted, probs, gallery)
+            # The issue's name for "the" confusion matrix: the validation one.
+            with atomic_write(out_dir / "confusion_matrix.png", "wb") as file:
+                file.write(matrix.read_bytes())
+            written += [gallery, out_dir / "confusion_matrix.png"]
+        else:
+            written.append(out_dir / f"misclassified_{name}.png")
+    if metrics:
+        written.append(out_dir / "classification_report.txt")
+    return metrics, written
+
+
+def evaluation_parts(
+    dataset: Dataset, model_metadata: Mapping[str, Any]
+) -> tuple[dict[str, Split], str | None]:
+    """The splits to evaluate a saved model on, and why validation is missing (None if present).
+
+    The validation rows are rebuilt from the run's saved config, but only when the training
+    data is byte for byte the data the model was trained on (same fingerprint).
+    """
+    parts: dict[str, Split] = {}
+    note = None
+    config = model_metadata.get("config")
+    data = model_metadata.get("data")
+    if not isinstance(config, dict) or not isinstance(data, dict):
+        note = "the model file has no training record (config), so no validation split"
+    elif data.get("train_sha256") != data_fingerprint(dataset.train):
+        note = (
+            f"the training data in {dataset.folder} is not the data the model was trained on, "
+            "so its validation rows cannot be rebuilt"
+        )
+    else:
+        _, val_rows = split_rows(len(dataset.train), config)
+        parts[VALIDATION] = Split(
+            images=dataset.train.images[val_rows],
+            labels=dataset.train.labels[val_rows],
+            ids=None,
+            source=f"{dataset.train.source} (validation rows)",
+        )
+    for name in ("dig", "test"):
+        split = getattr(dataset, name)
+        if split is not None:
+            parts[name] = split
+    return parts, note
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with argv (default: sys.argv[1:]); return the exit status."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Recompute the reports (validation, Dig-MNIST, test) of a saved model, "
+        "with the preprocessing stored in it.",
+    )
+    parser.add_argument("--model", required=True, help="a model.npz written by kannada.train")
+    add_data_dir_argument(parser)
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        help="where to write the reports (default: an 'evaluation' folder next to the model)",
+    )
+    parser.add_argument("--backend", choices=("numpy", "cupy"), default="numpy")
+    args = parser.parse_args(argv)
+    model_path = existing_file(parser, args.model, "--model")
+    out_dir = Path(args.out) if args.out else model_path.parent / "evaluation"
+
+    try:
+        choose_backend(args.backend)
+        model, preprocessing = load_model(model_path)
+        data_dir = args.data_dir
+        if data_dir is None:
+            # The folder the model was trained from, when it is still there.
+            folder = model.metadata.get("data", {}).get("folder")
+            data_dir = folder if folder and Path(folder).is_dir() else None
+        dataset = load_data(data_dir)
+        parts, note = evaluation_parts(dataset, model.metadata)
+        metrics, written = write_evaluation(model, preprocessing, parts, out_dir)
+        summary = {
+            "model": str(model_path),
+            "data_dir": str(dataset.folder),
+            "layout": dataset.layout,
+            **metrics,
+        }
+        written.append(write_metrics_json(summary, out_dir / "metrics.json"))
+    except USER_ERRORS as error:
+        return report_error(PROG, error)
+
+    if note:
+        print(f"note: {note}")
+    for name, split_metrics in metrics.items():
+        print(
+            f"{name} accuracy: {split_metrics['accuracy']:.4f} ({split_metrics['num_samples']} images)"
+        )
+    print(f"reports in {out_dir}:")
+    for path in written:
+        print(f"  {path.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""The default network for Kannada digits: the "seed-cnn" of the original Kaggle notebook.
+
+Two blocks of two 3x3 convolutions with max pooling and dropout, then a 256-unit dense layer.
+"""
+
+from __future__ import annotations
+
+from minicnn import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU, Sequential
+
+NUM_CLASSES = 10
+INPUT_SHAPE = (1, 28, 28)  # one greyscale digit, NCHW without the batch axis
+
+
+def build_model(seed: int | None = None) -> Sequential:
+    """The seed-cnn (see ../shared/PERFORMANCE.md), input (N, 1, 28, 28) -> logits (N, 10).
+
+    Conv(32) ReLU Conv(32) ReLU MaxPool Dropout(.25) -> Conv(64) ReLU Conv(64) ReLU MaxPool
+    Dropout(.25) -> Flatten Dense(256) ReLU Dropout(.5) Dense(10); every convolution is 3x3
+    with "same" padding, so the pools take 28 -> 14 -> 7. The last layer outputs logits: the
+    softmax lives in the loss, and `model.predict` returns probabilities.
+    `seed` fixes the initial weights (None: fresh random weights).
+    """
+    layers = [
+        Conv2D(32, 3, padding="same"),
+        ReLU(),
+        Conv2D(32, 3, padding="same"),
+        ReLU(),
+        MaxPool2D(2),
+        Dropout(0.25),
+        Conv2D(64, 3, padding="same"),
+        ReLU(),
+        Conv2D(64, 3, padding="same"),
+        ReLU(),
+        MaxPool2D(2),
+        Dropout(0.25),
+        Flatten(),
+        Dense(256),
+        ReLU(),
+        Dropout(0.5),
+        Dense(NUM_CLASSES),
+    ]
+    return Sequential(layers, input_shape=INPUT_SHAPE, seed=seed)

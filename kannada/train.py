@@ -1,0 +1,447 @@
+"""Train the seed-cnn on Kannada-MNIST with one command: `python -m kannada.train` (see --help).
+
+Data -> writer-held-out validation split -> ZCA fitted on the training rows -> augmented,
+whitened batches -> Adam + ReduceLROnPlateau, a resumable checkpoint after every epoch ->
+reports, figures, metrics and a Kaggle submission in runs/<name>/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import minicnn
+from kannada.augment import Augmenter, save_examples_figure
+from kannada.cli import (
+    USER_ERRORS,
+    RunError,
+    add_data_dir_argument,
+    choose_backend,
+    data_fingerprint,
+    load_data,
+    report_error,
+    split_rows,
+)
+from kannada.data import Split
+from kannada.evaluate import VALIDATION, write_evaluation
+from kannada.model import build_model
+from kannada.plots import plot_history
+from kannada.preprocess import Preprocessing, scale_images
+from kannada.report import write_history_csv, write_metrics_json
+from kannada.zca import ZCA
+from minicnn import Adam, NonFiniteLossError, ReduceLROnPlateau
+from minicnn.callbacks import Callback
+
+PROG = "python -m kannada.train"
+DEFAULT_EPOCHS = 20
+CHECKPOINT = "checkpoint.npz"
+
+# The run's settings; None where the user gave nothing (so a resumed run can tell "given"
+# from "default"). "name" gets a timestamp when left out.
+DEFAULTS: dict[str, Any] = {
+    "data_dir": None,
+    "epochs": DEFAULT_EPOCHS,
+    "batch_size": 128,
+    "lr": 1e-3,
+    "seed": 0,
+    "val_split": 0.1,
+    "val_by": "writer",
+    "augment": True,
+    "zca": True,
+    "limit": None,
+    "backend": "numpy",
+    "out": "runs",
+    "name": None,
+}
+# What --resume lets you change: how long to train, where the (same) data now lives, and the
+# array backend. Anything else would make the resumed run a different run.
+RESUMABLE = ("epochs", "data_dir", "backend")
+
+VAL_BY_HELP = """\
+--val-by writer (the default) holds out whole writers: the train rows come writer by writer,
+1,280 per writer, and the validation rows are the pages of max(1, round(val-split * writers))
+writers chosen from --seed. Like Dig-MNIST and the test set, they are written by people the
+network never saw, so validation accuracy estimates accuracy on new writers honestly.
+--val-by random holds out random rows: every writer then sits on both sides, the network
+has learnt their handwriting, and validation accuracy comes out optimistic."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's options; defaults are filled in later (see DEFAULTS)."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Train the seed-cnn on Kannada-MNIST and write its reports into "
+        "<out>/<name>/ (model.npz, history.csv, figures, metrics.json, submission.csv).",
+        epilog=VAL_BY_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_data_dir_argument(parser)
+    parser.add_argument(
+        "--epochs", type=int, help=f"train until this many epochs in all (default {DEFAULT_EPOCHS})"
+    )
+    parser.add_argument("--batch-size", type=int, help="images per step (default 128)")
+    parser.add_argument("--lr", type=float, help="Adam's initial learning rate (default 1e-3)")
+    parser.add_argument(
+        "--seed", type=int, help="seeds weights, validation writers, shuffling (default 0)"
+    )
+    parser.add_argument(
+        "--val-split", type=float, help="share of the train rows to validate on (default 0.1)"
+    )
+    parser.add_argument(
+        "--val-by",
+        choices=("writer", "random"),
+        help="hold out whole writers or random rows (default writer; see below)",
+    )
+    parser.add_argument(
+        "--no-augment",
+        dest="augment",
+        action="store_const",
+        const=False,
+        help="train without random rotation, zoom, shift and shear",
+    )
+    parser.add_argument(
+        "--zca",
+        action=argparse.BooleanOptionalAction,
+        help="ZCA-whiten the images, fitted on the training rows (default: on)",
+    )
+    parser.add_argument(
+        "--limit",
+        type=int,
+        metavar="N",
+        help="use only N train rows (spread over all writers), for quick runs; "
+        "Dig-MNIST and test are still evaluated in full",
+    )
+    parser.add_argument(
+        "--backend", choices=("numpy", "cupy"), help="array backend (default numpy)"
+    )
+    parser.add_argument("--out", metavar="DIR", help="folder of the runs (default runs/)")
+    parser.add_argument("--name", help="run name (default: the start time, e.g. 2026-11-24_2301)")
+    parser.add_argument(
+        "--resume",
+        metavar="DIR",
+        help="continue the run in DIR from its last checkpoint with its saved settings "
+        "(--epochs may be raised); it ends with the same weights as an uninterrupted run",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bars or epoch lines, only the summary"
+    )
+    return parser
+
+
+class EpochCheckpoint(Callback):
+    """After every epoch, save everything a resumed run needs into one file (atomically).
+
+    The file is the model (weights, Adam state, learning rate, via minicnn.save) with metadata:
+    the run's fixed record (preprocessing, config, data, augmenter), the epochs done, the
+    history so far, and the ReduceLROnPlateau counters. Put it after the ReduceLROnPlateau in
+    the callback list, so that a rate reduced at the end of an epoch is what gets saved.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        record: dict[str, Any],
+        schedule: ReduceLROnPlateau,
+        history: dict[str, list[float]],
+        epochs_done: int,
+    ) -> None:
+        self.path = path
+        self.record = record
+        self.schedule = schedule
+        self.history = {key: list(values) for key, values in history.items()}
+        self.epochs_done = epochs_done
+        self._started = time.perf_counter()
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict) -> None:
+        logs = {**logs, "seconds": time.perf_counter() - self._started}
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(float(value))
+        self.epochs_done = epoch + 1
+        self.save()
+
+    def save(self) -> None:
+        minicnn.save(
+            self.model,
+            self.path,
+            metadata={
+                **self.record,
+                "epoch": self.epochs_done,
+                "history": self.history,
+                "lr_schedule": self.schedule.get_state(),
+            },
+        )
+
+
+def batch_transform(preprocessing: Preprocessing, augmenter: Augmenter | None):
+    """fit()'s per-batch callable: whiten(augment(batch)), augmenting before whitening as
+    Keras' ImageDataGenerator does (its ZCA is applied after the random transform)."""
+    if augmenter is None:
+        return lambda batch, rng: preprocessing.whiten(batch)
+    return lambda batch, rng: preprocessing.whiten(augmenter(batch, rng))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with argv (default: sys.argv[1:]); return the exit status."""
+    started = time.perf_counter()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _run(args, parser, argv, started)
+    except USER_ERRORS as error:
+        return report_error(PROG, error)
+
+
+def _given_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the user put on the command line."""
+    return {key: getattr(args, key) for key in DEFAULTS if getattr(args, key) is not None}
+
+
+def _check_options(parser: argparse.ArgumentParser, config: dict[str, Any]) -> None:
+    checks = (
+        ("epochs", config["epochs"] >= 1, "at least 1"),
+        ("batch_size", config["batch_size"] >= 1, "at least 1"),
+        ("lr", config["lr"] > 0, "above 0"),
+        ("val_split", 0 < config["val_split"] < 1, "between 0 and 1 (exclusive)"),
+        ("limit", config["limit"] is None or config["limit"] >= 2, "at least 2"),
+    )
+    for key, ok, expected in checks:
+        if not ok:
+            parser.error(f"--{key.replace('_', '-')}: expected {expected}, found {config[key]}")
+
+
+def _new_run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[dict, Path]:
+    """The config and (new, empty) folder of a fresh run."""
+    config = {**DEFAULTS, **_given_options(args)}
+    _check_options(parser, config)
+    if config["data_dir"] is not None:
+        config["data_dir"] = str(Path(config["data_dir"]).expanduser().resolve())
+    if config["name"] is None:
+        config["name"] = time.strftime("%Y-%m-%d_%H%M")
+        base, n = config["name"], 1
+        while (Path(config["out"]) / config["name"]).exists():  # two runs in one minute
+            n += 1
+            config["name"] = f"{base}-{n}"
+    run_dir = Path(config["out"]) / config["name"]
+    if (run_dir / CHECKPOINT).exists():
+        raise RunError(
+            f"{run_dir} already holds a run; continue it with --resume {run_dir} "
+            "or choose another --name"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return config, run_dir
+
+
+def _resumed_run(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """Config, folder, model and checkpoint metadata of the run to continue."""
+    run_dir = Path(args.resume)
+    path = run_dir / CHECKPOINT
+    if not path.is_file():
+        raise RunError(
+            f"--resume {run_dir}: no {CHECKPOINT} there; expected the folder of a run "
+            f"started by {PROG}"
+        )
+    model = minicnn.load(path)
+    saved = model.metadata
+    model.metadata = {}
+    if not isinstance(saved.get("config"), dict) or "epoch" not in saved:
+        raise RunError(f"{path}: not a {PROG} checkpoint (no run config or epoch in it)")
+    config = dict(saved["config"])
+    given = _given_options(args)
+    changed = [
+        f"--{key.replace('_', '-')} (the run has {config.get(key)!r}, given {value!r})"
+        for key, value in given.items()
+        if key not in RESUMABLE and value != config.get(key)
+    ]
+    if changed:
+        parser.error(
+            "--resume continues a run with its saved settings; only --epochs, --data-dir "
+            f"and --backend may change, but these differ: {', '.join(changed)}"
+        )
+    for key in RESUMABLE:
+        if key in given:
+            config[key] = given[key]
+    _check_options(parser, config)
+    if config["epochs"] < saved["epoch"]:
+        parser.error(
+            f"--epochs {config['epochs']}: the run in {run_dir} has already trained "
+            f"{saved['epoch']} epochs; give at least that many"
+        )
+    return config, run_dir, model, saved
+
+
+def _run(args, parser, argv: list[str], started: float) -> int:
+    say = (lambda *a: None) if args.quiet else print
+    resumed = args.resume is not None
+    if resumed:
+        if args.backend is not None:  # minicnn.load puts the weights on the current backend
+            choose_backend(args.backend)
+        config, run_dir, model, saved = _resumed_run(parser, args)
+    else:
+        config, run_dir = _new_run(parser, args)
+        saved = None
+    choose_backend(config["backend"])
+
+    # ---- data: rows, split, preprocessing fitted on the training rows only
+    dataset = load_data(config["data_dir"])
+    train = dataset.train
+    fingerprint = data_fingerprint(train)
+    if resumed and saved["data"]["train_sha256"] != fingerprint:
+        raise RunError(
+            f"the training data in {dataset.folder} is not the data the run in {run_dir} was "
+            "started with; point --data-dir at that data"
+        )
+    train_rows, val_rows = split_rows(len(train), config)
+    x_train = scale_images(train.images[train_rows])  # (N, 1, 28, 28) in [0, 1]
+    y_train = train.labels[train_rows]
+    if resumed:
+        preprocessing = Preprocessing.from_metadata(saved, source=str(run_dir / CHECKPOINT))
+        augmenter = Augmenter.from_config(saved["augmenter"]) if saved["augmenter"] else None
+    else:
+        preprocessing = Preprocessing(ZCA().fit(x_train) if config["zca"] else None)
+        augmenter = Augmenter() if config["augment"] else None
+    validation = Split(
+        images=train.images[val_rows],
+        labels=train.labels[val_rows],
+        ids=None,
+        source=f"{train.source} (validation rows)",
+    )
+    x_val = preprocessing(validation.images)
+
+    say(f"data: {dataset.folder} ({dataset.layout} layout)")
+    say(
+        f"  training {len(train_rows)} rows, validation {len(val_rows)} rows "
+        f"(--val-by {config['val_by']}), Dig-MNIST {_size(dataset.dig)}, test {_size(dataset.test)}"
+    )
+
+    # ---- model, schedule, checkpoint
+    schedule = ReduceLROnPlateau(monitor="val_accuracy", factor=0.5, patience=3)
+    record = {
+        **preprocessing.to_metadata(),
+        "config": config,
+        "data": {
+            "folder": str(dataset.folder),
+            "layout": dataset.layout,
+            "train_rows": len(train),
+            "train_sha256": fingerprint,
+        },
+        "augmenter": augmenter.to_config() if augmenter else None,
+    }
+    if resumed:
+        schedule.set_state(saved["lr_schedule"])
+        epochs_done, history = int(saved["epoch"]), saved["history"]
+        say(f"resuming {run_dir} after epoch {epochs_done}, lr {model.optimizer.lr:.3g}")
+    else:
+        model = build_model(seed=config["seed"])
+        model.compile(Adam(lr=config["lr"]))
+        epochs_done, history = 0, {}
+        if not args.quiet:
+            model.summary()
+    checkpoint = EpochCheckpoint(run_dir / CHECKPOINT, record, schedule, history, epochs_done)
+    checkpoint.set_model(model)
+    if not resumed:
+        checkpoint.save()  # epoch 0: even a run that fails in its first epoch can be resumed
+
+    # ---- training
+    try:
+        model.fit(
+            x_train,
+            y_train,
+            batch_size=config["batch_size"],
+            epochs=config["epochs"],
+            validation_data=(x_val, validation.labels),
+            callbacks=[schedule, checkpoint],
+            augment=batch_transform(preprocessing, augmenter),
+            seed=config["seed"],
+            verbose=0 if args.quiet else 1,
+            initial_epoch=epochs_done,
+        )
+    except NonFiniteLossError as error:
+        raise RunError(
+            f"{error}\nThe last good checkpoint (after epoch {checkpoint.epochs_done}) is kept "
+            f"in {run_dir / CHECKPOINT}; a lower --lr in a new run may help."
+        ) from error
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted; continue with: {PROG} --resume {run_dir}"
+            f" (checkpoint after epoch {checkpoint.epochs_done})",
+            file=sys.stderr,
+        )
+        return 130
+
+    # ---- reports: every split through the same Preprocessing object
+    say("evaluating on validation, Dig-MNIST and test ...")
+    history = checkpoint.history
+    parts = {VALIDATION: validation, "dig": dataset.dig, "test": dataset.test}
+    parts = {name: split for name, split in parts.items() if split is not None}
+    metrics, written = write_evaluation(model, preprocessing, parts, run_dir)
+    written += [write_history_csv(history, run_dir / "history.csv")]
+    written += plot_history(history, run_dir)
+    if augmenter is not None:
+        rng = np.random.default_rng(config["seed"])
+        path = run_dir / "augmented_examples.png"
+        written.append(save_examples_figure(x_train, augmenter, path, rng))
+    accuracies = {f"{name}_accuracy": m["accuracy"] for name, m in metrics.items()}
+    written.append(
+        minicnn.save(
+            model,
+            run_dir / "model.npz",
+            metadata={**record, "epochs_trained": checkpoint.epochs_done, **accuracies},
+        )
+    )
+    seconds = history.get("seconds", [])
+    summary = {
+        **metrics,
+        "epochs_trained": checkpoint.epochs_done,
+        "resumed_after_epoch": int(saved["epoch"]) if resumed else None,
+        "final_lr": model.optimizer.lr,
+        "seconds_per_epoch": float(np.mean(seconds)) if seconds else None,
+        "epoch_seconds": seconds,
+        "training_seconds": float(np.sum(seconds)),
+        "wall_time_seconds": time.perf_counter() - started,
+        "peak_memory_rss_mb": peak_memory_mb(),
+        "data_dir": str(dataset.folder),
+        "layout": dataset.layout,
+        "command_line": shlex.join([*PROG.split(), *argv]),
+        "config": config,
+    }
+    written.append(write_metrics_json(summary, run_dir / "metrics.json"))
+
+    for name, label in ((VALIDATION, "validation"), ("dig", "Dig-MNIST"), ("test", "test")):
+        if name in metrics:
+            print(f"{label} accuracy: {metrics[name]['accuracy']:.4f}")
+    print(
+        f"{checkpoint.epochs_done} epochs, {summary['training_seconds']:.0f} s of training, "
+        f"peak memory {summary['peak_memory_rss_mb']:.0f} MB"
+    )
+    print(f"run folder: {run_dir}")
+    for path in sorted(set(written)):
+        print(f"  {path}")
+    return 0
+
+
+def _size(split: Split | None) -> str:
+    if split is None:
+        return "absent"
+    return f"{len(split)} rows" + (" (no labels: submission.csv)" if split.labels is None else "")
+
+
+def peak_memory_mb() -> float:
+    """This process's peak resident memory in MB (getrusage; Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+if __name__ == "__main__":
+    sys.exit(main())
