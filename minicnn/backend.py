@@ -6,6 +6,7 @@ Code elsewhere never imports CuPy; it asks an array which module it lives on
 
 from __future__ import annotations
 
+import contextlib
 import os
 import types
 
@@ -52,6 +53,33 @@ def set_backend(name: str) -> types.ModuleType:
     else:
         raise ValueError(f"unknown backend {name!r}: expected 'numpy' or 'cupy'")
     return _backend
+
+
+def available_backends() -> dict[str, str | None]:
+    """Each backend name -> None when usable here, else the reason it is not (for skips)."""
+    status: dict[str, str | None] = {"numpy": None}
+    try:
+        _import_cupy()
+        status["cupy"] = None
+    except RuntimeError as error:
+        status["cupy"] = str(error)
+    return status
+
+
+@contextlib.contextmanager
+def use_backend(name: str):
+    """Temporarily switch the backend: `with use_backend("cupy"): ...`."""
+    previous = _backend
+    set_backend(name)
+    try:
+        yield _backend
+    finally:
+        _set_module(previous)
+
+
+def _set_module(module: types.ModuleType) -> None:
+    global _backend
+    _backend = module
 
 
 def get_backend() -> types.ModuleType:
