@@ -53,6 +53,23 @@ def add_data_dir_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_model_argument(parser: argparse.ArgumentParser) -> None:
+    """Add the required --model option: a model.npz written by kannada.train."""
+    parser.add_argument(
+        "--model", required=True, metavar="PATH", help="a model.npz written by kannada.train"
+    )
+
+
+def add_backend_argument(parser: argparse.ArgumentParser, default: str | None = "numpy") -> None:
+    """Add --backend numpy|cupy (CuPy runs on a GPU)."""
+    parser.add_argument(
+        "--backend",
+        choices=("numpy", "cupy"),
+        default=default,
+        help="array backend: numpy, or cupy on a GPU (default numpy)",
+    )
+
+
 def load_data(data_dir: str | Path | None) -> Dataset:
     """Load the dataset from data_dir, or from the cache (downloading it first) when None.
 

@@ -17,7 +17,9 @@ import numpy as np
 import minicnn
 from kannada.cli import (
     USER_ERRORS,
+    add_backend_argument,
     add_data_dir_argument,
+    add_model_argument,
     choose_backend,
     data_fingerprint,
     existing_file,
@@ -127,14 +129,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Recompute the reports (validation, Dig-MNIST, test) of a saved model, "
         "with the preprocessing stored in it.",
     )
-    parser.add_argument("--model", required=True, help="a model.npz written by kannada.train")
+    add_model_argument(parser)
     add_data_dir_argument(parser)
     parser.add_argument(
         "--out",
         metavar="DIR",
         help="where to write the reports (default: an 'evaluation' folder next to the model)",
     )
-    parser.add_argument("--backend", choices=("numpy", "cupy"), default="numpy")
+    add_backend_argument(parser)
     args = parser.parse_args(argv)
     model_path = existing_file(parser, args.model, "--model")
     out_dir = Path(args.out) if args.out else model_path.parent / "evaluation"

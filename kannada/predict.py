@@ -15,7 +15,14 @@ from pathlib import Path
 import numpy as np
 
 import minicnn
-from kannada.cli import USER_ERRORS, choose_backend, existing_file, report_error
+from kannada.cli import (
+    USER_ERRORS,
+    add_backend_argument,
+    add_model_argument,
+    choose_backend,
+    existing_file,
+    report_error,
+)
 from kannada.data import DataFormatError, read_csv_split, read_idx, read_npz
 from kannada.data.readers import IDX_IMAGES_MAGIC, is_gzip
 from kannada.preprocess import Preprocessing
@@ -84,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog=PROG,
         description="Predict the digits in a file and write a Kaggle-style id,label CSV.",
     )
-    parser.add_argument("--model", required=True, help="a model.npz written by kannada.train")
+    add_model_argument(parser)
     parser.add_argument(
         "--input",
         required=True,
@@ -99,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="where to write id,label (default: submission.csv); ids come from the file's "
         "id column, or are 0..N-1 when it has none",
     )
-    parser.add_argument("--backend", choices=("numpy", "cupy"), default="numpy")
+    add_backend_argument(parser)
     args = parser.parse_args(argv)
     model_path = existing_file(parser, args.model, "--model")
     input_path = existing_file(parser, args.input, "--input")

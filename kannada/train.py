@@ -23,6 +23,7 @@ from kannada.augment import Augmenter, save_examples_figure
 from kannada.cli import (
     USER_ERRORS,
     RunError,
+    add_backend_argument,
     add_data_dir_argument,
     choose_backend,
     data_fingerprint,
@@ -119,9 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="use only N train rows (spread over all writers), for quick runs; "
         "Dig-MNIST and test are still evaluated in full",
     )
-    parser.add_argument(
-        "--backend", choices=("numpy", "cupy"), help="array backend (default numpy)"
-    )
+    add_backend_argument(parser, default=None)
     parser.add_argument("--out", metavar="DIR", help="folder of the runs (default runs/)")
     parser.add_argument("--name", help="run name (default: the start time, e.g. 2026-11-24_2301)")
     parser.add_argument(
@@ -209,6 +208,9 @@ def _given_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _check_options(parser: argparse.ArgumentParser, config: dict[str, Any]) -> None:
+    """Reject impossible values (usage error, exit code 2); make --data-dir absolute."""
+    if config["data_dir"] is not None:  # the run's record must not depend on the cwd
+        config["data_dir"] = str(Path(config["data_dir"]).expanduser().resolve())
     checks = (
         ("epochs", config["epochs"] >= 1, "at least 1"),
         ("batch_size", config["batch_size"] >= 1, "at least 1"),
@@ -225,8 +227,6 @@ def _new_run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple
     """The config and (new, empty) folder of a fresh run."""
     config = {**DEFAULTS, **_given_options(args)}
     _check_options(parser, config)
-    if config["data_dir"] is not None:
-        config["data_dir"] = str(Path(config["data_dir"]).expanduser().resolve())
     if config["name"] is None:
         config["name"] = time.strftime("%Y-%m-%d_%H%M")
         base, n = config["name"], 1
@@ -285,13 +285,17 @@ def _run(args, parser, argv: list[str], started: float) -> int:
     say = (lambda *a: None) if args.quiet else print
     resumed = args.resume is not None
     if resumed:
-        if args.backend is not None:  # minicnn.load puts the weights on the current backend
-            choose_backend(args.backend)
+        # minicnn.load puts the weights on the current backend: the given one, else the run's.
+        choose_backend(args.backend or "numpy")
         config, run_dir, model, saved = _resumed_run(parser, args)
+        if config["backend"] != (args.backend or "numpy"):
+            choose_backend(config["backend"])
+            model = minicnn.load(run_dir / CHECKPOINT)
+            model.metadata = {}
     else:
         config, run_dir = _new_run(parser, args)
         saved = None
-    choose_backend(config["backend"])
+        choose_backend(config["backend"])
 
     # ---- data: rows, split, preprocessing fitted on the training rows only
     dataset = load_data(config["data_dir"])
