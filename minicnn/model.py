@@ -8,6 +8,7 @@ uninterrupted run would have done.
 from __future__ import annotations
 
 import math
+import re
 import time
 
 import numpy as np
@@ -32,8 +33,9 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def _snake_case(name: str) -> str:
-    out = "".join("_" + ch.lower() if ch.isupper() else ch for ch in name).lstrip("_")
-    return out.replace("2_d", "2d")
+    """Keras-style default layer names: ReLU -> re_lu, MaxPool2D -> max_pool2d."""
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
+    return words.replace("2_d", "2d")
 
 
 def class_indices(labels):

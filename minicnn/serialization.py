@@ -41,12 +41,14 @@ def _digest(array: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def save(model, path, metadata: dict | None = None) -> Path:
+def save(model, path, metadata: dict | None = None, include_optimizer: bool = True) -> Path:
     """Write `model` to `path` (.npz) atomically: a temp file in the same folder, then a rename,
     so an interrupted save never leaves a half-written model behind.
 
     `metadata` (merged over `model.metadata`): a dict whose values are JSON-serialisable or
-    NumPy arrays (e.g. a preprocessing matrix). Returns the path written.
+    NumPy arrays (e.g. a preprocessing matrix). `include_optimizer=False` leaves out the
+    optimiser and its state (Adam's two moments are twice the size of the weights): enough for
+    prediction, not for resuming training. Returns the path written.
     """
     path = Path(path)
     meta = {**getattr(model, "metadata", {}), **(metadata or {})}
@@ -60,7 +62,7 @@ def save(model, path, metadata: dict | None = None) -> Path:
     for name, value in model.get_weights().items():
         arrays[f"weights/{name}"] = value
     optimizer_config = None
-    if model.optimizer is not None:
+    if model.optimizer is not None and include_optimizer:
         optimizer_config = {
             "type": type(model.optimizer).__name__,
             "config": model.optimizer.get_config(),
@@ -97,6 +99,9 @@ def save(model, path, metadata: dict | None = None) -> Path:
             np.savez(handle, **arrays)
             handle.flush()
             os.fsync(handle.fileno())
+        umask = os.umask(0)  # mkstemp creates 0600 files; give the usual permissions instead
+        os.umask(umask)
+        os.chmod(tmp_name, 0o666 & ~umask)
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

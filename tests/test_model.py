@@ -247,3 +247,21 @@ def test_unknown_version_and_non_model_files_are_refused(saved, tmp_path):
     np.savez(pickled, manifest=np.array([{"a": 1}], dtype=object))
     with pytest.raises(mc.ModelFileError, match="pickled.npz"):
         mc.load(pickled)
+
+
+def test_save_without_optimizer_is_smaller_and_predicts_the_same(saved, tmp_path):
+    model, path, x = saved
+    small = mc.save(model, tmp_path / "small.npz", include_optimizer=False)
+    assert small.stat().st_size < path.stat().st_size * 0.5
+    loaded = mc.load(small)
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    assert loaded.optimizer.iterations == 0  # a fresh default optimiser
+
+
+def test_saved_files_get_ordinary_permissions(saved):
+    import os
+
+    _, path, _ = saved
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
