@@ -12,7 +12,7 @@ import resource
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -182,7 +182,9 @@ class EpochCheckpoint(Callback):
         )
 
 
-def batch_transform(preprocessing: Preprocessing, augmenter: Augmenter | None):
+def batch_transform(
+    preprocessing: Preprocessing, augmenter: Augmenter | None
+) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
     """fit()'s per-batch callable: whiten(augment(batch)), augmenting before whitening as
     Keras' ImageDataGenerator does (its ZCA is applied after the random transform)."""
     if augmenter is None:
