@@ -52,16 +52,20 @@ def run_chunks(work, n: int, xp=np) -> list:
     Chunks run on a thread pool for NumPy arrays; CuPy work (already parallel on the GPU)
     runs as a single chunk.
     """
-    chunks = batch_chunks(n) if xp is np else [(0, n)]
-    if len(chunks) == 1:
+    if xp is not np:
         return [work(0, n)]
     global _executor, _controller
-    if _executor is None:
-        _executor = ThreadPoolExecutor(max_workers=_num_threads, thread_name_prefix="minicnn")
     if _controller is None:
         from threadpoolctl import ThreadpoolController
 
         _controller = ThreadpoolController()
+    chunks = batch_chunks(n)
+    # One BLAS thread per chunk. A batch too small to split (a single image at prediction
+    # time) also runs on one BLAS thread: waking a second one costs more than it saves there.
     with _controller.limit(limits=1, user_api="blas"):
+        if len(chunks) == 1:
+            return [work(0, n)]
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=_num_threads, thread_name_prefix="minicnn")
         futures = [_executor.submit(work, start, stop) for start, stop in chunks]
         return [future.result() for future in futures]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from minicnn.backend import get_array_module
 from minicnn.initializers import get_initializer
 from minicnn.layers.base import Layer
+from minicnn.parallel import run_chunks
 
 
 class Dense(Layer):
@@ -46,8 +48,15 @@ class Dense(Layer):
     def forward(self, x, training: bool = False):
         """x (N, in_features) -> (N, units)."""
         self.ensure_built(x)
-        out = x @ self.params["W"]
-        out += self.params["b"]
+        xp = get_array_module(x)
+        W, b = self.params["W"], self.params["b"]
+        out = xp.empty((x.shape[0], self.units), dtype=x.dtype)
+
+        def work(start: int, stop: int) -> None:  # one chunk of the batch (see minicnn.parallel)
+            xp.matmul(x[start:stop], W, out=out[start:stop])
+            out[start:stop] += b
+
+        run_chunks(work, x.shape[0], xp)
         if training:
             self.cache = x
         return out
@@ -57,8 +66,19 @@ class Dense(Layer):
         if self.cache is None:
             raise RuntimeError(f"{self.name}: backward() called without forward(training=True)")
         x, self.cache = self.cache, None
-        self.grads["W"] = x.T @ dy
+        xp = get_array_module(dy)
+        W = self.params["W"]
+        dx = xp.empty(x.shape, dtype=dy.dtype) if self.needs_input_grad else None
+
+        def work(start: int, stop: int):
+            if dx is not None:
+                xp.matmul(dy[start:stop], W.T, out=dx[start:stop])
+            return x[start:stop].T @ dy[start:stop]  # this chunk's share of dW
+
+        dW_parts = run_chunks(work, x.shape[0], xp)
+        dW = dW_parts[0]
+        for part in dW_parts[1:]:  # in chunk order: the same sum at every run
+            dW += part
+        self.grads["W"] = dW
         self.grads["b"] = dy.sum(axis=0)
-        if not self.needs_input_grad:
-            return None
-        return dy @ self.params["W"].T
+        return dx
