@@ -27,8 +27,11 @@ def real_data_dir() -> Path | None:
     Looked for, in order: $KANNADA_MNIST_SHARED, ../shared/data/kannada-mnist next to the
     repository (the development copy), and the downloader's cache (`python -m kannada.data
     download`). In the development copy the IDX files in original/ are preferred: they load
-    in half a second, where the Kaggle CSVs take several seconds.
+    in half a second, where the Kaggle CSVs take several seconds. Setting
+    KANNADA_COURSE_DATA=synthetic pretends there is none (to try the stand-in).
     """
+    if os.environ.get("KANNADA_COURSE_DATA") == "synthetic":
+        return None
     candidates = [
         os.environ.get("KANNADA_MNIST_SHARED"),
         REPO_ROOT.parent / "shared" / "data" / "kannada-mnist",

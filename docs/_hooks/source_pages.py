@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mkdocs.structure.files import File, InclusionLevel
 
-SOURCE_FOLDERS = ("minicnn", "kannada", "benchmarks")
+SOURCE_FOLDERS = ("minicnn", "kannada", "benchmarks", "docs")
 PAGES_FOLDER = "src"
 # ](../minicnn/layers/conv.py), in a chapter at docs/.
 SOURCE_LINK = re.compile(r"\]\(\.\./((?:%s)/[\w/.-]+\.py)\)" % "|".join(SOURCE_FOLDERS))
