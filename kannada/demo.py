@@ -1,0 +1,267 @@
+"""The web demo: draw a Kannada digit (or upload a picture of one) and see what the network reads.
+
+`python -m kannada.demo [--model M] [--host H] [--port P] [--share]` serves a Gradio page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kannada.cli import USER_ERRORS, report_error
+from kannada.drawing import DrawingError, EmptyDrawing, prepare_digit
+from kannada.predict import load_model, predict_images
+
+PROG = "python -m kannada.demo"
+KANNADA_NUMERALS = "೦೧೨೩೪೫೬೭೮೯"  # U+0CE6 .. U+0CEF, the digits 0 to 9
+PRETRAINED_MODEL = Path(__file__).resolve().parent / "pretrained" / "model.npz"
+EMPTY_MESSAGE = "Draw a digit"
+CANVAS_SIDE = 420  # pixels; big enough for a finger, small enough for a phone screen
+BRUSH_RADIUS = 14  # a digit drawn 300 px tall then has strokes like the dataset's (2-3 of 28 px)
+ENLARGE = 10  # the 28x28 model input is shown at 280x280
+# Gradio 6 opens a Sketchpad with no tool chosen ("select the draw tool to start"): choose the
+# brush once the canvas is on the page, so that a person can draw at once.
+CHOOSE_BRUSH_JS = """
+() => {
+  const choose = (tries) => {
+    const brush = document.querySelector("#canvas button[aria-label='Brush']");
+    if (brush) brush.click();
+    else if (tries > 0) setTimeout(() => choose(tries - 1), 100);
+  };
+  choose(100);
+}
+"""
+
+
+def class_name(digit: int) -> str:
+    """The name shown for a class: the Kannada numeral and the Arabic digit, e.g. "೩ · 3"."""
+    return f"{KANNADA_NUMERALS[digit]} · {digit}"
+
+
+def default_model_path(runs_dir: str | Path = "runs") -> Path:
+    """The newest runs/*/model.npz, else the model packaged with kannada.
+
+    Raises FileNotFoundError saying where we looked and how to get a model.
+    """
+    runs = sorted(Path(runs_dir).glob("*/model.npz"), key=lambda path: path.stat().st_mtime)
+    if runs:
+        return runs[-1]
+    if PRETRAINED_MODEL.is_file():
+        return PRETRAINED_MODEL
+    raise FileNotFoundError(
+        f"no model found: looked for {Path(runs_dir) / '*' / 'model.npz'} and the packaged "
+        f"{PRETRAINED_MODEL}. Train one with `python -m kannada.train --data-dir DIR` "
+        "or pass --model PATH"
+    )
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the page shows for one picture.
+
+    label: {class name: probability} for gr.Label, or a short message ("Draw a digit").
+    seen: uint8 (280, 280), the 28x28 network input enlarged, or None when there was none.
+    status: one line for people: the latency, or what was wrong with the input.
+    """
+
+    label: dict[str, float] | str
+    seen: np.ndarray | None
+    status: str
+
+    def outputs(self) -> tuple:
+        """The values for the page's (label, seen image, status line) components."""
+        return self.label, self.seen, self.status
+
+
+class DigitReader:
+    """The handler behind the page: picture -> Reading, with the model loaded once.
+
+    One prediction at a time (a lock): layers keep per-call caches, and two cores gain
+    nothing from running two forward passes side by side.
+    """
+
+    def __init__(self, model, preprocessing) -> None:
+        self.model = model
+        self.preprocessing = preprocessing
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> DigitReader:
+        """Load a model.npz written by kannada.train (raises minicnn.ModelFileError)."""
+        return cls(*load_model(path))
+
+    def read(self, picture, name: str | None = None) -> Reading:
+        """Any picture prepare_digit accepts (path, bytes, PIL image, array), or None -> Reading.
+
+        Bad input gives a Reading with a message, never an exception.
+        """
+        start = time.perf_counter()
+        try:
+            if picture is None:
+                raise EmptyDrawing(EMPTY_MESSAGE)
+            digit = prepare_digit(picture, name)  # uint8 (28, 28)
+        except EmptyDrawing:
+            return Reading(EMPTY_MESSAGE, None, "Draw a digit on the canvas, or upload a picture.")
+        except DrawingError as error:
+            return Reading("Unreadable image", None, f"Could not read the picture: {error}")
+        prepared = time.perf_counter()
+        with self._lock:
+            _, probs = predict_images(self.model, self.preprocessing, digit[None])
+        done = time.perf_counter()
+        label = {class_name(k): float(p) for k, p in enumerate(probs[0])}
+        seen = np.kron(digit, np.ones((ENLARGE, ENLARGE), dtype=np.uint8))
+        status = (
+            f"Read in {1000 * (done - start):.1f} ms (picture {1000 * (prepared - start):.1f} ms, "
+            f"network {1000 * (done - prepared):.1f} ms)"
+        )
+        return Reading(label, seen, status)
+
+    def on_sketch(self, value) -> tuple:
+        """Gradio handler for the canvas: its EditorValue dict -> (label, seen, status)."""
+        return self.read(canvas_picture(value), "the drawing").outputs()
+
+    def on_upload(self, path: str | None) -> tuple:
+        """Gradio handler for an uploaded file's path (None when cleared) -> outputs."""
+        name = None if path is None else f"'{Path(path).name}'"
+        return self.read(path, name).outputs()
+
+
+def canvas_picture(value):
+    """The picture in what a Sketchpad sends: the composite of an EditorValue dict
+    {"background", "layers", "composite"} (Gradio 4 to 6), or a plain image. None -> None.
+    """
+    if isinstance(value, dict):
+        if value.get("composite") is not None:
+            return value["composite"]
+        layers = [layer for layer in value.get("layers") or [] if layer is not None]
+        return layers[-1] if layers else value.get("background")
+    return value
+
+
+def upload_path(payload) -> str | None:
+    """The server-side path in an Image payload that Gradio did not preprocess, or None.
+
+    The upload event runs with preprocess=False so that our reader, not Gradio's, opens the
+    file, and an unreadable one becomes a message instead of an error box.
+    """
+    if payload is None:
+        return None
+    if isinstance(payload, dict):
+        return payload.get("path")
+    return getattr(payload, "path", payload)
+
+
+def build_app(reader: DigitReader):
+    """The Gradio page (a gr.Blocks) around `reader`; launch it with .launch().
+
+    API endpoints: "/predict" (canvas value -> label, seen, status), "/predict_live" (the same,
+    fired on every stroke) and "/predict_upload" (an image file -> the same outputs).
+    """
+    try:
+        import gradio as gr
+    except ImportError:
+        raise RuntimeError(
+            "the demo needs Gradio: pip install 'minicnn-kannada[demo]' (or pip install gradio)"
+        ) from None
+
+    with gr.Blocks(title="Kannada digits") as app:
+        gr.Markdown(
+            "## Handwritten Kannada digits\n"
+            "Draw one digit (೦ to ೯) with the mouse or a finger; the network reads it as you draw."
+        )
+        with gr.Row():
+            with gr.Column():
+                sketch = gr.Sketchpad(
+                    label="Draw a digit",
+                    canvas_size=(CANVAS_SIDE, CANVAS_SIDE),
+                    height=CANVAS_SIDE + 120,  # room for the toolbar: the canvas at 100 %
+                    brush=gr.Brush(
+                        default_size=BRUSH_RADIUS, colors=["#000000"], color_mode="fixed"
+                    ),
+                    image_mode="RGBA",
+                    type="pil",
+                    format="png",
+                    layers=False,
+                    transforms=(),
+                    elem_id="canvas",
+                )
+                with gr.Row():
+                    clear = gr.ClearButton(value="Clear")
+                    predict = gr.Button("Predict", variant="primary")
+                upload = gr.Image(
+                    label="...or upload a picture (PNG, JPEG)",
+                    sources=["upload"],
+                    type="filepath",
+                    elem_id="upload",
+                )
+            with gr.Column():
+                label = gr.Label(num_top_classes=3, label="Prediction", elem_id="prediction")
+                seen = gr.Image(
+                    label="What the network sees (28x28, enlarged)",
+                    interactive=False,
+                    format="png",
+                    elem_id="seen",
+                )
+                status = gr.Markdown(label="Status", elem_id="status")
+        outputs = [label, seen, status]
+        clear.add([sketch, upload, *outputs])
+        predict.click(reader.on_sketch, sketch, outputs, api_name="predict")
+        # "always_last": while one stroke is being read, later strokes collapse into one call.
+        sketch.change(
+            reader.on_sketch,
+            sketch,
+            outputs,
+            api_name="predict_live",
+            trigger_mode="always_last",
+            show_progress="hidden",
+        )
+        upload.change(
+            lambda payload: reader.on_upload(upload_path(payload)),
+            upload,
+            outputs,
+            api_name="predict_upload",
+            preprocess=False,
+        )
+        app.load(None, None, None, js=CHOOSE_BRUSH_JS)
+    return app
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with argv (default: sys.argv[1:]); return the exit status."""
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Serve a web page that reads handwritten Kannada digits."
+    )
+    parser.add_argument(
+        "--model",
+        metavar="PATH",
+        help="a model.npz written by kannada.train (default: the newest runs/*/model.npz, "
+        "else the model packaged with kannada)",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to serve on (default: %(default)s)"
+    )
+    parser.add_argument("--port", type=int, default=7860, help="port (default: %(default)s)")
+    parser.add_argument(
+        "--share", action="store_true", help="also publish a temporary public link (off by default)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        model_path = Path(args.model) if args.model else default_model_path()
+        reader = DigitReader.from_file(model_path)
+        app = build_app(reader)
+    except (*USER_ERRORS, FileNotFoundError, RuntimeError) as error:
+        return report_error(PROG, error)
+    print(f"model: {model_path}")
+    app.launch(server_name=args.host, server_port=args.port, share=args.share)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

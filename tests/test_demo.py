@@ -1,0 +1,342 @@
+"""Tests of the web demo (kannada.demo): the handler, the app over HTTP, and a real browser.
+
+The real model comes from $KANNADA_DEMO_MODEL, else the packaged kannada/pretrained/model.npz;
+without one, the tests that need it skip. A tiny untrained model serves the message tests.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+import minicnn
+from kannada.demo import (
+    EMPTY_MESSAGE,
+    PRETRAINED_MODEL,
+    DigitReader,
+    canvas_picture,
+    class_name,
+    default_model_path,
+    main,
+)
+from kannada.drawing import prepare_digit
+from kannada.preprocess import Preprocessing
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CANVAS = 420
+
+
+def real_model_path() -> Path | None:
+    """$KANNADA_DEMO_MODEL, else the packaged pretrained model, else None."""
+    if os.environ.get("KANNADA_DEMO_MODEL"):
+        return Path(os.environ["KANNADA_DEMO_MODEL"])
+    return PRETRAINED_MODEL if PRETRAINED_MODEL.is_file() else None
+
+
+@pytest.fixture(scope="module")
+def real_reader() -> DigitReader:
+    path = real_model_path()
+    if path is None:
+        pytest.skip("no trained model: set KANNADA_DEMO_MODEL or ship kannada/pretrained/model.npz")
+    return DigitReader.from_file(path)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    """An untrained Flatten + Dense model saved as kannada.train saves one (no ZCA)."""
+    model = minicnn.Sequential([minicnn.Flatten(), minicnn.Dense(10)], seed=0)
+    path = tmp_path_factory.mktemp("model") / "model.npz"
+    minicnn.save(model, path, metadata=Preprocessing().to_metadata())
+    return path
+
+
+@pytest.fixture(scope="module")
+def train_digits():
+    """200 (image, label) pairs from the real training set, fixed by a seed."""
+    from conftest import shared_data_dir  # tests/conftest.py: where the real data lives
+
+    from kannada.data import read_idx
+
+    if shared_data_dir() is None:
+        pytest.skip("real Kannada-MNIST data not found (../shared/data/kannada-mnist)")
+    folder = shared_data_dir() / "original"
+    images = read_idx(folder / "X_kannada_MNIST_train-idx3-ubyte.gz")
+    labels = read_idx(folder / "y_kannada_MNIST_train-idx1-ubyte.gz")
+    rows = np.random.default_rng(1).choice(len(images), size=200, replace=False)
+    return images[rows], labels[rows].astype(np.int64)
+
+
+def canvas_like(
+    digit: np.ndarray, rng: np.random.Generator, style: str, stroke: str
+) -> Image.Image:
+    """A 28x28 dataset digit drawn as on the demo's 420x420 canvas.
+
+    Upscaled 8-13x, placed anywhere (mostly off-centre), strokes made thinner ("thin") or
+    thicker ("thick") by grey morphology, as black ink on a transparent ("rgba") or a white
+    ("white") background.
+    """
+    scale = rng.uniform(8, 13)
+    side = round(28 * scale)
+    ink = np.asarray(Image.fromarray(digit).resize((side, side), Image.Resampling.BICUBIC))
+    if stroke == "thin":
+        ink = ndimage.grey_erosion(ink, size=round(0.5 * scale))
+    elif stroke == "thick":
+        ink = ndimage.grey_dilation(ink, size=round(0.8 * scale))
+    level = np.zeros((CANVAS, CANVAS), dtype=np.uint8)
+    top, left = rng.integers(0, CANVAS - side + 1, size=2)
+    level[top : top + side, left : left + side] = ink
+    if style == "rgba":
+        black = np.zeros_like(level)
+        return Image.fromarray(np.dstack([black, black, black, level]))
+    return Image.fromarray(255 - level).convert("RGB")
+
+
+def top_label(label) -> str:
+    """The winning class name from a Reading label dict (or the message string)."""
+    return max(label, key=label.get) if isinstance(label, dict) else label
+
+
+# -- small pieces -------------------------------------------------------------------------
+
+
+def test_class_names_pair_the_kannada_numeral_with_the_digit():
+    names = [class_name(k) for k in range(10)]
+    assert names[3] == "೩ · 3"
+    assert [ord(name[0]) for name in names] == list(range(0x0CE6, 0x0CF0))
+    assert [name.split(" · ")[1] for name in names] == [str(k) for k in range(10)]
+
+
+def test_canvas_picture_takes_the_composite_else_the_last_layer():
+    a, b, c = object(), object(), object()
+    assert canvas_picture({"background": a, "layers": [b], "composite": c}) is c
+    assert canvas_picture({"background": a, "layers": [b, None], "composite": None}) is b
+    assert canvas_picture({"background": a, "layers": [], "composite": None}) is a
+    assert canvas_picture(None) is None
+    assert canvas_picture(a) is a
+
+
+def test_default_model_is_the_newest_run_else_the_packaged_one(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    for age, name in enumerate(["new", "old"]):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "model.npz").write_bytes(b"x")
+        os.utime(runs / name / "model.npz", (1e9 - age * 100, 1e9 - age * 100))
+    assert default_model_path(runs) == runs / "new" / "model.npz"
+
+    packaged = tmp_path / "pretrained.npz"
+    packaged.write_bytes(b"x")
+    monkeypatch.setattr("kannada.demo.PRETRAINED_MODEL", packaged)
+    assert default_model_path(tmp_path / "no-runs") == packaged
+
+    monkeypatch.setattr("kannada.demo.PRETRAINED_MODEL", tmp_path / "absent.npz")
+    with pytest.raises(FileNotFoundError, match=r"python -m kannada\.train"):
+        default_model_path(tmp_path / "no-runs")
+
+
+def test_main_explains_a_missing_or_broken_model(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # no runs/ here
+    monkeypatch.setattr("kannada.demo.PRETRAINED_MODEL", tmp_path / "absent.npz")
+    assert main([]) == 1
+    assert "no model found" in capsys.readouterr().err
+
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"not a model")
+    assert main(["--model", str(broken)]) == 1
+    assert "broken.npz" in capsys.readouterr().err
+
+
+# -- the handler --------------------------------------------------------------------------
+
+
+def test_the_handler_answers_every_input_without_raising(tiny_model, tmp_path):
+    reader = DigitReader.from_file(tiny_model)
+    bad = tmp_path / "notes.png"
+    bad.write_text("not a picture")
+    blank = Image.new("RGBA", (CANVAS, CANVAS), (0, 0, 0, 0))
+
+    for empty in (None, blank, {"background": None, "layers": [], "composite": None}):
+        label, seen, status = reader.on_sketch(empty)
+        assert (label, seen) == (EMPTY_MESSAGE, None) and "Draw a digit" in status
+
+    label, seen, status = reader.on_upload(str(bad))
+    assert label == "Unreadable image" and seen is None
+    assert "'notes.png': not an image file" in status
+
+    stroke = np.zeros((CANVAS, CANVAS), dtype=np.uint8)
+    stroke[60:360, 190:220] = 255
+    picture = Image.fromarray(255 - stroke)
+    label, seen, status = reader.on_sketch({"background": None, "layers": [], "composite": picture})
+    assert sorted(label) == sorted(class_name(k) for k in range(10))
+    assert math.isclose(sum(label.values()), 1, rel_tol=1e-5)
+    # The enlarged image is exactly the 28x28 network input, each pixel a 10x10 block.
+    assert seen.shape == (280, 280) and seen.dtype == np.uint8
+    np.testing.assert_array_equal(seen[::10, ::10], prepare_digit(picture))
+    assert status.startswith("Read in ") and "network" in status
+
+
+def test_the_handler_reads_canvas_drawings_of_real_digits(real_reader, train_digits):
+    """200 dataset digits redrawn as canvases: off-centre, thin/thick, RGBA and black on white."""
+    images, labels = train_digits
+    rng = np.random.default_rng(7)
+    styles = [("rgba", "same"), ("white", "thin"), ("rgba", "thick"), ("white", "same")]
+    styles += [("rgba", "thin"), ("white", "thick")]
+    right = []
+    for k, (image, label) in enumerate(zip(images, labels, strict=True)):
+        style, stroke = styles[k % len(styles)]
+        reading = real_reader.read(canvas_like(image, rng, style, stroke))
+        right.append(top_label(reading.label) == class_name(label))
+    accuracy = float(np.mean(right))
+    print(f"canvas-like accuracy on 200 digits: {accuracy:.1%}")
+    assert accuracy >= 0.95
+
+
+# -- the app over HTTP --------------------------------------------------------------------
+
+
+def launch(reader: DigitReader):
+    """Start the demo on 127.0.0.1 (a free port) without blocking; returns the running app."""
+    pytest.importorskip("gradio", reason="the demo extra (gradio) is not installed")
+    from kannada.demo import build_app
+
+    app = build_app(reader)
+    app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    return app
+
+
+@pytest.fixture(scope="module")
+def tiny_app(tiny_model):
+    app = launch(DigitReader.from_file(tiny_model))
+    yield app
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def real_app(real_reader):
+    app = launch(real_reader)
+    yield app
+    app.close()
+
+
+def save_canvas(picture: Image.Image, path: Path) -> Path:
+    picture.save(path)
+    return path
+
+
+def test_the_api_answers_an_empty_canvas_and_a_bad_file_with_messages(tiny_app, tmp_path):
+    from gradio_client import Client, handle_file
+
+    client = Client(tiny_app.local_url, verbose=False)
+    blank = save_canvas(Image.new("RGBA", (CANVAS, CANVAS), (0, 0, 0, 0)), tmp_path / "blank.png")
+    for composite in (None, handle_file(str(blank))):
+        value = {"background": None, "layers": [], "composite": composite}
+        label, seen, status = client.predict(value, api_name="/predict")
+        assert label["label"] == EMPTY_MESSAGE and seen is None
+
+    bad = tmp_path / "notes.png"
+    bad.write_text("not a picture")
+    label, seen, status = client.predict(handle_file(str(bad)), api_name="/predict_upload")
+    assert label["label"] == "Unreadable image"
+    assert "'notes.png': not an image file" in status
+
+
+def test_the_api_reads_a_drawn_digit(real_app, train_digits, tmp_path):
+    from gradio_client import Client, handle_file
+
+    client = Client(real_app.local_url, verbose=False)
+    images, labels = train_digits
+    rng = np.random.default_rng(3)
+    for k in range(3):
+        path = save_canvas(canvas_like(images[k], rng, "rgba", "same"), tmp_path / f"{k}.png")
+        value = {"background": None, "layers": [], "composite": handle_file(str(path))}
+        label, seen, status = client.predict(value, api_name="/predict")
+        assert label["label"] == class_name(labels[k])
+        assert {entry["label"] for entry in label["confidences"]} >= {class_name(labels[k])}
+        assert Path(seen).is_file() and status.startswith("Read in")
+        label, _, _ = client.predict(handle_file(str(path)), api_name="/predict_upload")
+        assert label["label"] == class_name(labels[k])
+
+
+# -- a real browser -----------------------------------------------------------------------
+
+
+def oval_strokes(box: dict) -> list[list[tuple[float, float]]]:
+    """Two strokes, left half then right half, that draw ೦ (zero, an oval) on the canvas."""
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    rx, ry = box["width"] * 0.2, box["height"] * 0.3
+    halves = [(math.pi / 2, 3 * math.pi / 2), (3 * math.pi / 2, 5 * math.pi / 2 + 0.2)]
+    return [
+        [
+            (cx + rx * math.cos(a + (b - a) * k / 10), cy + ry * math.sin(a + (b - a) * k / 10))
+            for k in range(11)
+        ]
+        for a, b in halves
+    ]
+
+
+def test_a_browser_draws_a_zero_and_reads_the_prediction(real_app):
+    sync_api = pytest.importorskip(
+        "playwright.sync_api",
+        reason="Playwright for Python is not installed (pip install playwright)",
+    )
+    if not CHROMIUM.is_file() and shutil.which("chromium") is None:
+        pytest.skip(f"Debian's chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM if CHROMIUM.is_file() else shutil.which("chromium")),
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                "--disable-sync",
+            ],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 1000})
+            page.goto(real_app.local_url)
+            canvas = page.locator("#canvas canvas").first
+            canvas.wait_for(timeout=30_000)
+            # The page chooses the brush by itself; wait for that before the first stroke.
+            page.locator("#canvas button[aria-label='Brush'].highlight").wait_for(timeout=30_000)
+            for stroke in oval_strokes(canvas.bounding_box()):
+                page.mouse.move(*stroke[0])
+                page.mouse.down()
+                for point in stroke[1:]:
+                    page.mouse.move(*point)
+                page.mouse.up()
+            # Live predictions of the first stroke may still arrive; the button reads it all.
+            page.get_by_role("button", name="Predict", exact=True).click()
+            label = read_settled_label(page)
+            page.screenshot(path=str(ARTIFACTS / "demo-browser.png"), full_page=True)
+        finally:
+            browser.close()
+    assert label == class_name(0), f"the page shows {label!r}"
+
+
+def read_settled_label(page, timeout: float = 40.0) -> str:
+    """The predicted class name on the page once it has stayed the same for 2 seconds."""
+    deadline = time.monotonic() + timeout
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        status = page.locator("#status").inner_text()
+        heading = page.locator("#prediction [data-testid='label-output-value']").first
+        current = heading.inner_text().strip() if heading.count() and "ms" in status else None
+        if current != last:
+            last, since = current, time.monotonic()
+        elif current is not None and time.monotonic() - since >= 2:
+            return current
+        time.sleep(0.25)
+    raise AssertionError(f"no settled prediction within {timeout} s (last seen: {last!r})")
