@@ -26,16 +26,18 @@ EMPTY_MESSAGE = "Draw a digit"
 CANVAS_SIDE = 420  # pixels; big enough for a finger, small enough for a phone screen
 BRUSH_RADIUS = 14  # a digit drawn 300 px tall then has strokes like the dataset's (2-3 of 28 px)
 ENLARGE = 10  # the 28x28 model input is shown at 280x280
-# Gradio 6 opens a Sketchpad with no tool chosen ("select the draw tool to start"): choose the
-# brush once the canvas is on the page, so that a person can draw at once.
+# Gradio 6 opens a Sketchpad with no tool chosen ("select the draw tool to start"), and its
+# Clear drops the tool again: choose the brush, once the canvas has settled, so that a person
+# can draw at once. Clicking only while it is not chosen keeps a second click from undoing it.
 CHOOSE_BRUSH_JS = """
 () => {
   const choose = (tries) => {
     const brush = document.querySelector("#canvas button[aria-label='Brush']");
+    if (brush && brush.classList.contains("highlight")) return;
     if (brush) brush.click();
-    else if (tries > 0) setTimeout(() => choose(tries - 1), 100);
+    if (tries > 0) setTimeout(() => choose(tries - 1), 250);
   };
-  choose(100);
+  setTimeout(() => choose(40), 300);
 }
 """
 
@@ -212,6 +214,7 @@ def build_app(reader: DigitReader):
                 status = gr.Markdown(label="Status", elem_id="status")
         outputs = [label, seen, status]
         clear.add([sketch, upload, *outputs])
+        clear.click(None, None, None, js=CHOOSE_BRUSH_JS)
         predict.click(reader.on_sketch, sketch, outputs, api_name="predict")
         # "always_last": while one stroke is being read, later strokes collapse into one call.
         sketch.change(

@@ -276,8 +276,8 @@ def oval_strokes(box: dict) -> list[list[tuple[float, float]]]:
     halves = [(math.pi / 2, 3 * math.pi / 2), (3 * math.pi / 2, 5 * math.pi / 2 + 0.2)]
     return [
         [
-            (cx + rx * math.cos(a + (b - a) * k / 10), cy + ry * math.sin(a + (b - a) * k / 10))
-            for k in range(11)
+            (cx + rx * math.cos(a + (b - a) * k / 4), cy + ry * math.sin(a + (b - a) * k / 4))
+            for k in range(5)
         ]
         for a, b in halves
     ]
