@@ -53,7 +53,9 @@ def data_dir() -> Path:
     real = real_data_dir()
     if real is not None:
         return real
-    print("Kannada-MNIST not found on this machine: using a synthetic stand-in (see docs/course.py)")
+    print(
+        "Kannada-MNIST not found on this machine: using a synthetic stand-in (see docs/course.py)"
+    )
     return synthetic_data_dir()
 
 

@@ -17,7 +17,7 @@ from mkdocs.structure.files import File, InclusionLevel
 SOURCE_FOLDERS = ("minicnn", "kannada", "benchmarks", "docs")
 PAGES_FOLDER = "src"
 # ](../minicnn/layers/conv.py), in a chapter at docs/.
-SOURCE_LINK = re.compile(r"\]\(\.\./((?:%s)/[\w/.-]+\.py)\)" % "|".join(SOURCE_FOLDERS))
+SOURCE_LINK = re.compile(r"\]\(\.\./((?:" + "|".join(SOURCE_FOLDERS) + r")/[\w/.-]+\.py)\)")
 
 
 def _repo_root(config) -> Path:

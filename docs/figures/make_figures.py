@@ -27,6 +27,7 @@ DATA_FIGURES = FIGURES_DIR / "data"  # gitignored
 sys.path.insert(0, str(FIGURES_DIR.parent))  # docs/, for course.py
 
 import course  # noqa: E402
+
 from kannada.augment import Augmenter, save_examples_figure  # noqa: E402
 from kannada.data import load_dataset  # noqa: E402
 from kannada.drawing import centre_in_frame, crop_to_ink, fit_to_box, ink_map  # noqa: E402
@@ -42,7 +43,6 @@ FIGURES: dict[str, tuple[Callable, tuple[str, ...], bool]] = {}
 RUN_FILES = (
     "accuracy.png",
     "loss.png",
-    "confusion_matrix.png",
     "confusion_matrix_dig.png",
     "misclassified_dig.png",
 )
@@ -90,9 +90,7 @@ def im2col_picture(_) -> None:
     for k, (i, j) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
         inset = 0.08 * (k + 1)  # nested outlines, so overlapping windows stay visible
         left.add_patch(
-            _rectangle(
-                (j - 0.5 + inset, i - 0.5 + inset), 3 - 2 * inset, 3 - 2 * inset, colours[k]
-            )
+            _rectangle((j - 0.5 + inset, i - 0.5 + inset), 3 - 2 * inset, 3 - 2 * inset, colours[k])
         )
     left.set_title("input x: one 4x4 channel\nwindows of output pixels (0,0) (0,1) (1,0) (1,1)")
     left.set_xticks([])
@@ -308,7 +306,9 @@ def digits(options) -> None:
         if split is None:
             continue
         for k in range(10):
-            chosen = np.flatnonzero(split.labels == k)[:: max(1, (split.labels == k).sum() // count)]
+            chosen = np.flatnonzero(split.labels == k)[
+                :: max(1, (split.labels == k).sum() // count)
+            ]
             for r, index in enumerate(chosen[:count]):
                 ax = axes[row + r, k]
                 ax.imshow(split.images[index], cmap="gray", vmin=0, vmax=255)
@@ -380,7 +380,9 @@ def zca_spectrum(options) -> None:
     left.semilogy(rank, eigenvalues)
     for epsilon, style in ((0.1, "--"), (0.01, ":")):
         above = int((eigenvalues > epsilon).sum())
-        left.axhline(epsilon, color="grey", linestyle=style, label=f"epsilon {epsilon}: {above} above")
+        left.axhline(
+            epsilon, color="grey", linestyle=style, label=f"epsilon {epsilon}: {above} above"
+        )
     left.set_ylim(1e-7, None)
     left.set_xlabel("eigenvalue rank")
     left.set_ylabel("variance along the direction")
