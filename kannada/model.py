@@ -12,7 +12,7 @@ INPUT_SHAPE = (1, 28, 28)  # one greyscale digit, NCHW without the batch axis
 
 
 def build_model(seed: int | None = None) -> Sequential:
-    """The seed-cnn (see ../shared/PERFORMANCE.md), input (N, 1, 28, 28) -> logits (N, 10).
+    """The seed-cnn (see docs/09-speed-and-gpu.md), input (N, 1, 28, 28) -> logits (N, 10).
 
     Conv(32) ReLU Conv(32) ReLU MaxPool Dropout(.25) -> Conv(64) ReLU Conv(64) ReLU MaxPool
     Dropout(.25) -> Flatten Dense(256) ReLU Dropout(.5) Dense(10); every convolution is 3x3

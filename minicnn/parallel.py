@@ -3,11 +3,13 @@
 NumPy releases the GIL inside BLAS calls, copies and ufuncs, so on a 2-core machine two
 half-batches really run at the same time. The skinny GEMMs of a small CNN (32 or 64 output
 channels) do not scale over BLAS's own threads, but two independent half-size GEMMs on one
-BLAS thread each do: +27% for a whole training step of seed-cnn (PERFORMANCE.md). While the
+BLAS thread each do: +27% for a whole training step of seed-cnn (docs/09-speed-and-gpu.md). While the
 chunks run, BLAS is limited to one thread (threadpoolctl), so the cores are never oversubscribed.
 
-Results stay deterministic: the chunks depend only on the batch size and the thread count, and
-partial sums (such as weight gradients) are added in chunk order by the caller.
+Results are deterministic for a given thread count: the chunks depend only on the batch size
+and the thread count, and partial sums (such as weight gradients) are added in chunk order by
+the caller. A different thread count sums in a different order, so float32 results differ in
+the last bits (and, over a training run, more).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Conv2D: 2-D convolution (cross-correlation, as in PyTorch and Keras) by im2col + one GEMM.
 
 Public layout is NCHW; inside, the layer works channels-last (NHWC), which makes the GEMM output
-already the next activation and the im2col rows contiguous (PERFORMANCE.md: 1.8x over NCHW).
+already the next activation and the im2col rows contiguous (docs/09-speed-and-gpu.md: 1.8x over NCHW).
 The output is returned as an NCHW-shaped *view* of NHWC memory, so the next Conv2D gets its
 NHWC layout back for free with a transpose.
 """
@@ -158,7 +158,7 @@ class Conv2D(Layer):
     def _input_grad_by_convolution(self, dy_nhwc, pad_h, pad_w, h, w):
         """Stride 1: dx is a "full" convolution of dy with the 180-degree rotated kernel whose
         input/output channels are swapped. One im2col and one GEMM and no scatter at all
-        (PERFORMANCE.md: conv2 backward 118 -> 60 ms against col2im).
+        (docs/09-speed-and-gpu.md: conv2 backward 118 -> 60 ms against col2im).
 
         dy_nhwc (n, OH, OW, F) -> dx (n, H, W, C).
         """

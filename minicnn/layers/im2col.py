@@ -80,7 +80,7 @@ def im2col(x_pad, kernel_hw, stride_hw, out_hw, out=None):
 
     One copy from a strided view into a buffer (`out` when given, C-contiguous, else a new one);
     the column order is (kh, kw, c), so each row is KH runs of KW*C contiguous values
-    (PERFORMANCE.md: 1.7x faster than reshaping the view and 3.3x faster than KH*KW slice copies).
+    (docs/09-speed-and-gpu.md: 1.7x faster than reshaping the view and 3.3x faster than KH*KW slice copies).
     """
     xp = get_array_module(x_pad)
     view = window_view(x_pad, kernel_hw, stride_hw, out_hw)
