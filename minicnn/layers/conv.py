@@ -16,7 +16,6 @@ from minicnn.layers.base import Layer
 from minicnn.layers.im2col import col2im, im2col, output_size, pad_nhwc, pair, resolve_padding
 from minicnn.parallel import run_chunks
 
-
 BLOCK_BYTES = 2 * 2**20  # im2col rows per block: about the size of a core's L2 cache
 
 
