@@ -118,7 +118,8 @@ class Conv2D(Layer):
             col = xp.empty((n * rows, kernel.shape[0]), dtype=x.dtype)  # (N*OH*OW, KH*KW*C)
 
         def work(start: int, stop: int) -> None:  # one chunk of the batch (see minicnn.parallel)
-            scratch = None if training else xp.empty((block * rows, kernel.shape[0]), dtype=x.dtype)
+            size = min(block, stop - start) * rows
+            scratch = None if training else xp.empty((size, kernel.shape[0]), dtype=x.dtype)
             # A few images at a time, so the rows im2col writes are still in the cache when the
             # GEMM reads them (about 10-20% faster than one chunk-sized im2col, then one GEMM).
             for first in range(start, stop, block):
