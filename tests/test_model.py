@@ -215,27 +215,31 @@ def test_tampered_weights_are_refused(saved, tmp_path):
         mc.load(bad)
 
 
-def test_mismatched_architecture_is_refused(saved, tmp_path):
-    _, path, _ = saved
+def _edit_manifest(path, out, change):
+    """Copy a model file, letting `change(manifest)` edit its JSON manifest."""
     with np.load(path) as archive:
         manifest = json.loads(str(archive["manifest"]))
         arrays = {k: archive[k] for k in archive.files}
-    manifest["architecture"]["layers"][0]["config"]["filters"] = 9
+    change(manifest)
     arrays["manifest"] = np.array(json.dumps(manifest))
-    bad = tmp_path / "mismatch.npz"
-    np.savez(bad, **arrays)
+    np.savez(out, **arrays)
+    return out
+
+
+def test_mismatched_architecture_is_refused(saved, tmp_path):
+    _, path, _ = saved
+
+    def more_filters(manifest):
+        manifest["architecture"]["layers"][0]["config"]["filters"] = 9
+
+    bad = _edit_manifest(path, tmp_path / "mismatch.npz", more_filters)
     with pytest.raises(mc.ModelFileError, match=r"mismatch.npz: .*0.W .*shape"):
         mc.load(bad)
 
 
 def test_unknown_version_and_non_model_files_are_refused(saved, tmp_path):
     _, path, _ = saved
-    with np.load(path) as archive:
-        manifest = json.loads(str(archive["manifest"]))
-        arrays = {k: archive[k] for k in archive.files}
-    manifest["version"] = 99
-    arrays["manifest"] = np.array(json.dumps(manifest))
-    np.savez(tmp_path / "future.npz", **arrays)
+    _edit_manifest(path, tmp_path / "future.npz", lambda manifest: manifest.update(version=99))
     with pytest.raises(mc.ModelFileError, match="future.npz: format version 99"):
         mc.load(tmp_path / "future.npz")
     np.savez(tmp_path / "plain.npz", a=np.zeros(3))
