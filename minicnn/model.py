@@ -14,7 +14,7 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from minicnn.backend import get_array_module, get_backend, to_device, to_numpy
+from minicnn.backend import get_array_module, to_device, to_numpy
 from minicnn.callbacks import History
 from minicnn.layers import Dropout, Layer
 from minicnn.losses import SoftmaxCrossEntropy, softmax
@@ -279,7 +279,6 @@ class Sequential:
             raise ValueError(
                 f"weights do not match the model: missing {missing}, unexpected {extra}"
             )
-        xp = get_backend()
         for i, layer in enumerate(self.layers):
             for table in (layer.params, layer.state):
                 for key in table:
@@ -288,8 +287,9 @@ class Sequential:
                         raise ValueError(
                             f"weight {i}.{key} ({layer.name}) has shape {value.shape}, expected {tuple(table[key].shape)}"
                         )
-                    xp_layer = get_array_module(table[key]) if table[key] is not None else xp
-                    table[key] = xp_layer.asarray(value.astype(table[key].dtype, copy=False)).copy()
+                    # a copy on the device where the layer's array lives, in its dtype
+                    xp = get_array_module(table[key])
+                    table[key] = xp.array(value.astype(table[key].dtype, copy=False))
 
     def get_weights_shapes(self) -> dict[str, tuple]:
         return {
