@@ -27,6 +27,29 @@ def images_per_block(bytes_per_image: int, xp) -> int:
     return max(1, BLOCK_BYTES // bytes_per_image)
 
 
+def unrolled_blocks(images, start, stop, kernel_hw, stride_hw, pad_h, pad_w, out_hw, scratch):
+    """Yield (first, last, col) over [start, stop) of the (N, H, W, C) `images`, a block of
+    images at a time: col is the (images*OH*OW, KH*KW*C) im2col of images[first:last] after
+    zero padding, written into `scratch`, whose size sets the block.
+
+    A few images at a time (about BLOCK_BYTES of rows) so that the rows are still in the cache
+    when the GEMM reads them: 15-25% faster than one chunk-sized im2col followed by one GEMM.
+    """
+    rows = out_hw[0] * out_hw[1]
+    block = scratch.shape[0] // rows
+    for first in range(start, stop, block):
+        last = min(first + block, stop)
+        col = scratch[: (last - first) * rows]
+        im2col(pad_nhwc(images[first:last], pad_h, pad_w), kernel_hw, stride_hw, out_hw, out=col)
+        yield first, last, col
+
+
+def block_scratch(n: int, rows: int, columns: int, dtype, xp):
+    """A reusable buffer for the im2col rows of min(n, images_per_block) images."""
+    block = images_per_block(rows * columns * np.dtype(dtype).itemsize, xp)
+    return xp.empty((min(block, n) * rows, columns), dtype=dtype)
+
+
 class Conv2D(Layer):
     """2-D convolution.
 
@@ -102,21 +125,6 @@ class Conv2D(Layer):
         f, c, kh, kw = W.shape
         return W.transpose(2, 3, 1, 0).reshape(kh * kw * c, f)
 
-    def _unrolled_blocks(self, x_nhwc, start, stop, pad_h, pad_w, out_hw, scratch, block):
-        """Yield (first, last, col) for blocks of `block` images in [start, stop): col is the
-        (images*OH*OW, KH*KW*C) im2col of those images, written into `scratch`.
-
-        A few images at a time (about 2 MB of rows) so that the rows are still in the cache when
-        the GEMM reads them: 15-25% faster than one chunk-sized im2col followed by one GEMM.
-        """
-        rows = out_hw[0] * out_hw[1]
-        for first in range(start, stop, block):
-            last = min(first + block, stop)
-            col = scratch[: (last - first) * rows]
-            x_pad = pad_nhwc(x_nhwc[first:last], pad_h, pad_w)
-            im2col(x_pad, self.kernel_size, self.stride, out_hw, out=col)
-            yield first, last, col
-
     def forward(self, x, training: bool = False):
         """x (N, C, H, W) -> (N, F, OH, OW), an NCHW view of channels-last memory."""
         self.ensure_built(x)
@@ -127,12 +135,11 @@ class Conv2D(Layer):
         kernel = self._kernel_matrix()  # (KH*KW*C, F)
         rows = out_hw[0] * out_hw[1]  # output pixels per image
         out = xp.empty((n * rows, self.filters), dtype=x.dtype)  # (N*OH*OW, F): channels-last
-        block = images_per_block(rows * kernel.shape[0] * x.dtype.itemsize, xp)
 
         def work(start: int, stop: int) -> None:  # one chunk of the batch (see minicnn.parallel)
-            scratch = xp.empty((min(block, stop - start) * rows, kernel.shape[0]), dtype=x.dtype)
-            for first, last, col in self._unrolled_blocks(
-                x_nhwc, start, stop, pad_h, pad_w, out_hw, scratch, block
+            scratch = block_scratch(stop - start, rows, kernel.shape[0], x.dtype, xp)
+            for first, last, col in unrolled_blocks(
+                x_nhwc, start, stop, self.kernel_size, self.stride, pad_h, pad_w, out_hw, scratch
             ):
                 xp.matmul(col, kernel, out=out[first * rows : last * rows])
             out[start * rows : stop * rows] += self.params["b"]
@@ -158,13 +165,12 @@ class Conv2D(Layer):
         kh, kw = self.kernel_size
         by_convolution = self.stride == (1, 1) and max(pad_h) < kh and max(pad_w) < kw
         dx = xp.empty((n, h, w, c), dtype=dy.dtype) if self.needs_input_grad else None
-        block = images_per_block(rows * kernel.shape[0] * dy.dtype.itemsize, xp)
 
         def work(start: int, stop: int):  # one chunk of the batch (see minicnn.parallel)
-            scratch = xp.empty((min(block, stop - start) * rows, kernel.shape[0]), dtype=dy.dtype)
+            scratch = block_scratch(stop - start, rows, kernel.shape[0], dy.dtype, xp)
             dW_part = xp.zeros(kernel.shape, dtype=dy.dtype)  # (KH*KW*C, F)
-            for first, last, col in self._unrolled_blocks(
-                x_nhwc, start, stop, pad_h, pad_w, out_hw, scratch, block
+            for first, last, col in unrolled_blocks(
+                x_nhwc, start, stop, self.kernel_size, self.stride, pad_h, pad_w, out_hw, scratch
             ):
                 dy_block = dy_rows[first * rows : last * rows]
                 dW_part += col.T @ dy_block
@@ -175,9 +181,7 @@ class Conv2D(Layer):
                     )
                     dx[first:last] = dx_pad[:, pad_h[0] : pad_h[0] + h, pad_w[0] : pad_w[0] + w, :]
             if dx is not None and by_convolution:
-                dx[start:stop] = self._input_grad_by_convolution(
-                    dy_nhwc[start:stop], pad_h, pad_w, h, w
-                )
+                self._input_grad_by_convolution(dy_nhwc[start:stop], pad_h, pad_w, dx[start:stop])
             return dW_part
 
         dW_parts = run_chunks(work, n, xp)
@@ -190,30 +194,25 @@ class Conv2D(Layer):
         self.grads["b"] = dy_rows.sum(axis=0)
         return None if dx is None else dx.transpose(0, 3, 1, 2)
 
-    def _input_grad_by_convolution(self, dy_nhwc, pad_h, pad_w, h, w):
+    def _input_grad_by_convolution(self, dy_nhwc, pad_h, pad_w, dx) -> None:
         """Stride 1: dx is a "full" convolution of dy with the 180-degree rotated kernel whose
         input/output channels are swapped. One im2col and one GEMM and no scatter at all
         (docs/09-speed-and-gpu.md: conv2 backward 118 -> 60 ms against col2im).
 
-        dy_nhwc (n, OH, OW, F) -> dx (n, H, W, C).
+        dy_nhwc (n, OH, OW, F) -> writes dx (n, H, W, C), a contiguous slice of the result.
         """
         xp = get_array_module(dy_nhwc)
         kh, kw = self.kernel_size
+        n, h, w, c = dx.shape
         # Padding kh-1-top above and kh-1-bottom below makes every input pixel see all the
         # output pixels its value flowed into.
         pad_rows = (kh - 1 - pad_h[0], kh - 1 - pad_h[1])
         pad_cols = (kw - 1 - pad_w[0], kw - 1 - pad_w[1])
         W = self.params["W"]
-        c = W.shape[1]
         rotated = W[:, :, ::-1, ::-1].transpose(2, 3, 0, 1).reshape(kh * kw * self.filters, c)
-        n = dy_nhwc.shape[0]
-        dx = xp.empty((n * h * w, c), dtype=dy_nhwc.dtype)
-        block = images_per_block(h * w * rotated.shape[0] * dy_nhwc.dtype.itemsize, xp)
-        scratch = xp.empty((min(block, n) * h * w, rotated.shape[0]), dtype=dy_nhwc.dtype)
-        for first in range(0, n, block):  # a few images at a time: col stays in the cache
-            last = min(first + block, n)
-            col = scratch[: (last - first) * h * w]
-            dy_pad = pad_nhwc(dy_nhwc[first:last], pad_rows, pad_cols)
-            im2col(dy_pad, self.kernel_size, (1, 1), (h, w), out=col)  # (n*H*W, KH*KW*F)
-            xp.matmul(col, rotated, out=dx[first * h * w : last * h * w])
-        return dx.reshape(n, h, w, c)
+        dx_rows = dx.reshape(n * h * w, c)  # a view: dx is a contiguous slice
+        scratch = block_scratch(n, h * w, rotated.shape[0], dy_nhwc.dtype, xp)
+        for first, last, col in unrolled_blocks(
+            dy_nhwc, 0, n, self.kernel_size, (1, 1), pad_rows, pad_cols, (h, w), scratch
+        ):  # col (images*H*W, KH*KW*F)
+            xp.matmul(col, rotated, out=dx_rows[first * h * w : last * h * w])
