@@ -64,6 +64,7 @@ class Sequential:
         self.optimizer = None
         self.loss = None
         self.stop_training = False
+        self.history: History | None = None  # the History of the latest fit()
         self.metadata: dict = {}  # user metadata, saved and loaded with the model
         counts: dict[str, int] = {}
         rng = np.random.default_rng(seed)
@@ -168,6 +169,7 @@ class Sequential:
         self.stop_training = False
         history = History()
         history.seconds = []
+        self.history = history  # as in Keras: callbacks can read the run so far
         callbacks = [*callbacks, history]
         for callback in callbacks:
             callback.set_model(self)
