@@ -1,7 +1,8 @@
 """Speed benchmark: minicnn against PyTorch on the CPU, for the default Kannada model (seed-cnn).
 
 Prints a table (and writes JSON with --json PATH). Not a test: figures depend on the machine and
-its load, so compare the ratios measured side by side in one run.
+its load, so compare the ratios measured side by side in one run. The contestants are timed in
+turns (round after round, one chunk each), and each ratio is the median of the rounds' ratios.
 
     python benchmarks/speed.py                 # everything
     python benchmarks/speed.py --quick         # fewer repetitions
@@ -30,55 +31,51 @@ from kannada.zca import ZCA
 BATCH = 128
 
 
-def median_throughput(
-    step, images_per_call: int, chunks: int, calls_per_chunk: int, warmup: int = 2
-) -> float:
-    """Images per second: the median over `chunks` timed chunks of `calls_per_chunk` calls each."""
-    for _ in range(warmup):
-        step()
-    rates = []
-    for _ in range(chunks):
-        start = time.perf_counter()
-        for _ in range(calls_per_chunk):
+def interleaved_rates(steps: dict, images_per_call: int, rounds: int, calls: int, warmup=2):
+    """Items per second of each step function, measured in turns: every round times one chunk
+    of `calls` calls of each step, rotating the order from round to round.
+
+    The machine's speed drifts (other tenants, clock changes); timing the contestants one after
+    the other would let that drift into their ratio. In turns, each round's ratio compares
+    chunks measured seconds apart. Returns {name: [rate of round 1, rate of round 2, ...]}.
+    """
+    for step in steps.values():
+        for _ in range(warmup):
             step()
-        rates.append(images_per_call * calls_per_chunk / (time.perf_counter() - start))
-    return statistics.median(rates)
-
-
-def median_seconds(call, repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    names = list(steps)
+    rates = {name: [0.0] * rounds for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            start = time.perf_counter()
+            for _ in range(calls):
+                steps[name]()
+            rates[name][r] = images_per_call * calls / (time.perf_counter() - start)
+    return rates
 
 
 # -- minicnn ---------------------------------------------------------------------------------
-def bench_minicnn(x, y, chunks, calls):
+def minicnn_steps(x, y):
     model = build_model(seed=0)
     model.compile(minicnn.Adam())
-    train = median_throughput(lambda: model.train_step(x, y), len(x), chunks, calls)
-    infer = median_throughput(lambda: model.forward(x, training=False), len(x), chunks, calls)
     one = x[:1]
-    latency = median_seconds(lambda: model.predict(one), repeats=50)
-    # Peak memory allocated during one training step (NumPy reports its buffers to tracemalloc).
+    return {
+        "train": lambda: model.train_step(x, y),
+        "infer": lambda: model.forward(x, training=False),
+        "predict_1": lambda: model.predict(one),
+    }, model
+
+
+def step_peak_allocation_mb(model, x, y) -> float:
+    """Peak memory allocated during one training step (NumPy reports its buffers to tracemalloc)."""
     tracemalloc.start()
     model.train_step(x, y)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return {
-        "train_img_s": train,
-        "infer_img_s": infer,
-        "predict_1_ms": latency * 1000,
-        "train_step_peak_mb": peak / 2**20,
-    }
+    return peak / 2**20
 
 
 # -- PyTorch ---------------------------------------------------------------------------------
-def bench_torch(x, y, chunks, calls, channels_last: bool):
+def torch_steps(x, y, channels_last: bool):
     import torch
     from torch import nn
 
@@ -129,23 +126,20 @@ def bench_torch(x, y, chunks, calls, channels_last: bool):
         with torch.no_grad():
             torch.softmax(net(one), dim=1).numpy()
 
-    return {
-        "train_img_s": median_throughput(train_step, len(x), chunks, calls),
-        "infer_img_s": median_throughput(infer_step, len(x), chunks, calls),
-        "predict_1_ms": median_seconds(predict_one, repeats=50) * 1000,
-    }
+    return {"train": train_step, "infer": infer_step, "predict_1": predict_one}
 
 
 # -- data pipeline ---------------------------------------------------------------------------
 def bench_pipeline(rng):
     images = rng.random((60000, 1, 28, 28), dtype=np.float32)
     augmenter = Augmenter()
-    augment_s = median_seconds(
-        lambda: [augmenter(images[i : i + BATCH], rng) for i in range(0, len(images), BATCH)],
-        repeats=1,
-        warmup=0,
-    )
-    zca_s = median_seconds(lambda: ZCA().fit(images), repeats=1, warmup=0)
+    start = time.perf_counter()
+    for i in range(0, len(images), BATCH):
+        augmenter(images[i : i + BATCH], rng)
+    augment_s = time.perf_counter() - start
+    start = time.perf_counter()
+    ZCA().fit(images)
+    zca_s = time.perf_counter() - start
     return {"augment_60k_s": augment_s, "zca_fit_60k_s": zca_s}
 
 
@@ -167,6 +161,30 @@ def machine_info():
     }
 
 
+def side_by_side(contestants: dict, x, rounds: int, calls: int) -> dict:
+    """Train, inference and single-image figures for every contestant, each measured in turns."""
+    results = {name: {} for name in contestants}
+    for task, per_call, task_calls in (
+        ("train", len(x), calls),
+        ("infer", len(x), calls),
+        ("predict_1", 1, 20 * calls),
+    ):
+        steps = {name: steps[task] for name, steps in contestants.items()}
+        for name, rates in interleaved_rates(steps, per_call, rounds, task_calls).items():
+            results[name][f"{task}_rounds"] = rates
+            if task == "predict_1":
+                results[name]["predict_1_ms"] = 1000 / statistics.median(rates)
+            else:
+                results[name][f"{task}_img_s"] = statistics.median(rates)
+    return results
+
+
+def ratio_summary(mine: dict, theirs: dict, task: str) -> dict:
+    """The median of the per-round ratios mine/theirs and their range."""
+    ratios = [a / b for a, b in zip(mine[f"{task}_rounds"], theirs[f"{task}_rounds"], strict=True)]
+    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -175,13 +193,14 @@ def main(argv=None) -> int:
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
-    chunks, calls = (3, 2) if args.quick else (7, 3)
+    rounds, calls = (3, 2) if args.quick else (9, 3)
     rng = np.random.default_rng(0)
     x = rng.random((BATCH, 1, 28, 28), dtype=np.float32)
     y = rng.integers(0, 10, BATCH)
 
     results = {"machine": machine_info(), "command": " ".join([sys.executable, *sys.argv])}
-    results["minicnn"] = bench_minicnn(x, y, chunks, calls)
+    contestants, model = minicnn_steps(x, y)
+    contestants = {"minicnn": contestants}
     try:
         import torch  # noqa: F401
 
@@ -189,34 +208,39 @@ def main(argv=None) -> int:
     except ImportError:
         have_torch = False
     if have_torch:
-        results["torch_channels_last"] = bench_torch(x, y, chunks, calls, channels_last=True)
-        results["torch_nchw"] = bench_torch(x, y, chunks, calls, channels_last=False)
+        contestants["torch_channels_last"] = torch_steps(x, y, channels_last=True)
+        contestants["torch_nchw"] = torch_steps(x, y, channels_last=False)
+    results.update(side_by_side(contestants, x, rounds, calls))
+    m = results["minicnn"]
+    m["train_step_peak_mb"] = step_peak_allocation_mb(model, x, y)
     results["pipeline"] = bench_pipeline(rng)
     results["process_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    m = results["minicnn"]
     epoch_s = 60000 / m["train_img_s"]
     print("machine:", json.dumps(results["machine"]))
+    print(f"{rounds} rounds; in each, {calls} calls of every contestant in turn (medians below)")
     print(f"{'':28s}{'train img/s':>12s}{'infer img/s':>13s}{'1-image ms':>12s}")
-    rows = [("minicnn", m)]
-    if have_torch:
-        rows += [
-            ("PyTorch channels_last", results["torch_channels_last"]),
-            ("PyTorch NCHW", results["torch_nchw"]),
-        ]
-    for name, r in rows:
+    labels = {
+        "minicnn": "minicnn",
+        "torch_channels_last": "PyTorch channels_last",
+        "torch_nchw": "PyTorch NCHW",
+    }
+    for name in contestants:
+        r = results[name]
         print(
-            f"{name:28s}{r['train_img_s']:12.0f}{r['infer_img_s']:13.0f}{r['predict_1_ms']:12.2f}"
+            f"{labels[name]:28s}{r['train_img_s']:12.0f}{r['infer_img_s']:13.0f}{r['predict_1_ms']:12.2f}"
         )
-    if have_torch:
-        for name in ("torch_channels_last", "torch_nchw"):
-            t = results[name]
-            results[f"ratio_vs_{name}"] = {
-                "train": m["train_img_s"] / t["train_img_s"],
-                "infer": m["infer_img_s"] / t["infer_img_s"],
-            }
-            r = results[f"ratio_vs_{name}"]
-            print(f"minicnn / {name:18s} train {r['train']:.2f}x   inference {r['infer']:.2f}x")
+    for name in list(contestants)[1:]:
+        summary = {
+            task: ratio_summary(m, results[name], task) for task in ("train", "infer", "predict_1")
+        }
+        results[f"ratio_vs_{name}"] = summary
+        text = "   ".join(
+            f"{task} {r['median']:.2f}x ({r['min']:.2f}-{r['max']:.2f})"
+            for task, r in summary.items()
+            if task != "predict_1"
+        )
+        print(f"minicnn / {labels[name]:22s} {text}")
     p = results["pipeline"]
     print(f"60k-image epoch of training compute: {epoch_s:.0f} s")
     print(

@@ -94,13 +94,13 @@ class MaxPool2D(Layer):
         dy_nhwc = dy.transpose(0, 2, 3, 1)
         dx = xp.zeros((n, h, w, c), dtype=dy.dtype)
         # Tap k of every window receives dy where tap k was the maximum; overlapping windows
-        # (stride < pool size) accumulate with +=.
-        zero = dy.dtype.type(0)
+        # (stride < pool size) accumulate with +=. Multiplying by the 0/1 mask is about 10x
+        # faster than xp.where(mask, dy, 0) (see ReLU.backward).
 
         def work(start: int, stop: int) -> None:
             winners = argmax[start:stop]
             for k, tap in enumerate(self._taps(dx[start:stop], argmax.shape[1:3])):
-                tap += xp.where(winners == k, dy_nhwc[start:stop], zero)
+                tap += dy_nhwc[start:stop] * (winners == k)
 
         run_chunks(work, n, xp)
         return dx.transpose(0, 3, 1, 2)
