@@ -35,6 +35,21 @@ def maxpool_loops(x, p, s):
     return out
 
 
+def maxpool_backward_loops(x, dy, pool, stride):
+    """Each window's dy goes to the first (row-major) of its maxima; overlaps accumulate."""
+    (ph, pw), (sh, sw) = pool, stride
+    n, c, oh, ow = dy.shape
+    dx = np.zeros(x.shape)
+    for i in range(n):
+        for ch in range(c):
+            for r in range(oh):
+                for q in range(ow):
+                    window = x[i, ch, r * sh : r * sh + ph, q * sw : q * sw + pw]
+                    a, b = np.unravel_index(np.argmax(window), window.shape)  # the first max
+                    dx[i, ch, r * sh + a, q * sw + b] += dy[i, ch, r, q]
+    return dx
+
+
 @pytest.mark.parametrize("stride", [1, 2, 3])
 @pytest.mark.parametrize("padding", ["valid", "same", 1])
 def test_conv2d_forward_equals_loops(stride, padding):
@@ -85,6 +100,18 @@ def test_maxpool_forward_equals_loops(pool, stride):
     x = np.random.default_rng(1).standard_normal((2, 3, 9, 8)).astype(np.float32)
     out = mc.MaxPool2D(pool, stride).forward(x)
     np.testing.assert_array_equal(out, maxpool_loops(x, pool, stride))
+
+
+@pytest.mark.parametrize("pool,stride", [(2, 2), (3, 2), (2, 1), (3, 3), ((1, 3), (1, 2))])
+def test_maxpool_backward_equals_loops_with_many_ties(pool, stride):
+    # Values from {0, 1, 2}, many zeros as after a ReLU: most windows hold tied maxima.
+    rng = np.random.default_rng(2)
+    x = np.maximum(rng.integers(-2, 3, (2, 3, 9, 8)), 0).astype(np.float32)
+    layer = mc.MaxPool2D(pool, stride)
+    out = layer.forward(x, training=True)
+    dy = rng.standard_normal(out.shape).astype(np.float32)
+    expected = maxpool_backward_loops(x, dy, layer.pool_size, layer.stride)
+    np.testing.assert_allclose(layer.backward(dy), expected, atol=1e-6)
 
 
 def test_maxpool_gradient_goes_to_the_first_of_tied_maxima():
