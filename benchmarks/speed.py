@@ -37,7 +37,9 @@ def interleaved_rates(steps: dict, images_per_call: int, rounds: int, calls: int
 
     The machine's speed drifts (other tenants, clock changes); timing the contestants one after
     the other would let that drift into their ratio. In turns, each round's ratio compares
-    chunks measured seconds apart. Returns {name: [rate of round 1, rate of round 2, ...]}.
+    chunks measured seconds apart. Each chunk starts with one untimed call, so that threads
+    the previous contestant left spinning (OpenMP, OpenBLAS) have gone quiet before the clock
+    starts. Returns {name: [rate of round 1, rate of round 2, ...]}.
     """
     for step in steps.values():
         for _ in range(warmup):
@@ -46,6 +48,7 @@ def interleaved_rates(steps: dict, images_per_call: int, rounds: int, calls: int
     rates = {name: [0.0] * rounds for name in names}
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
+            steps[name]()  # untimed lead-in
             start = time.perf_counter()
             for _ in range(calls):
                 steps[name]()
@@ -218,7 +221,9 @@ def main(argv=None) -> int:
 
     epoch_s = 60000 / m["train_img_s"]
     print("machine:", json.dumps(results["machine"]))
-    print(f"{rounds} rounds; in each, {calls} calls of every contestant in turn (medians below)")
+    print(
+        f"{rounds} rounds; in each, 1 + {calls} calls of every contestant in turn (medians below)"
+    )
     print(f"{'':28s}{'train img/s':>12s}{'infer img/s':>13s}{'1-image ms':>12s}")
     labels = {
         "minicnn": "minicnn",

@@ -14,6 +14,7 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
+from minicnn import parallel
 from minicnn.backend import get_array_module, to_device, to_numpy
 from minicnn.callbacks import History
 from minicnn.layers import Dropout, Layer
@@ -153,7 +154,8 @@ class Sequential:
             x: (N, *input_shape) images; y: (N,) class indices or (N, K) one-hot.
             validation_data: (x_val, y_val) evaluated after every epoch.
             callbacks: minicnn.callbacks objects; they see each epoch's logs.
-            augment: callable (batch, rng) -> batch applied to training batches only.
+            augment: callable (batch, rng) -> batch applied to training batches only. It runs
+                with BLAS on one thread (minicnn.parallel.one_blas_thread explains why).
             seed: seeds shuffling, augmentation and dropout; None draws a fresh one.
             verbose: 0 silent, 1 a progress bar per epoch and a summary line.
 
@@ -205,7 +207,8 @@ class Sequential:
                 index = order[b * batch_size : (b + 1) * batch_size]
                 xb, yb = x[index], y[index]
                 if augment is not None:
-                    xb = augment(xb, augment_rng)
+                    with parallel.one_blas_thread():  # see there: no BLAS thread left spinning
+                        xb = augment(xb, augment_rng)
                 xb, yb = to_device(xb, self.dtype), to_device(yb)
                 loss, correct = self.train_step(xb, yb)
                 if not math.isfinite(loss):

@@ -85,3 +85,20 @@ def test_im2col_rows_are_receptive_fields():
     assert col.shape == (2 * 16, 27)
     # row of output pixel (n=1, i=2, j=1): the 3x3x3 patch around x[1, 2, 1]
     np.testing.assert_array_equal(col[16 + 2 * 4 + 1].reshape(3, 3, 3), x[1, 1:4, 0:3, :])
+
+
+def test_fit_runs_the_batch_transform_on_one_blas_thread():
+    # A multi-threaded BLAS call there leaves OpenBLAS threads spinning into the next step.
+    from threadpoolctl import threadpool_info
+
+    seen = []
+
+    def transform(batch, rng):
+        seen.extend(info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas")
+        return batch
+
+    model = mc.Sequential([mc.Flatten(), mc.Dense(3)], input_shape=(1, 4, 4), seed=0)
+    model.compile()
+    x = np.random.default_rng(0).random((8, 1, 4, 4), dtype=np.float32)
+    model.fit(x, np.arange(8) % 3, batch_size=4, augment=transform, verbose=0, seed=0)
+    assert seen and set(seen) == {1}
