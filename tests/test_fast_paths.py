@@ -87,6 +87,22 @@ def test_im2col_rows_are_receptive_fields():
     np.testing.assert_array_equal(col[16 + 2 * 4 + 1].reshape(3, 3, 3), x[1, 1:4, 0:3, :])
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_one_channel_im2col_taps_major_is_the_same_matrix(stride):
+    # With C = 1 im2col copies tap by tap and returns a transposed view of its buffer.
+    rng = np.random.default_rng(0)
+    x_pad = pad_nhwc(rng.random((3, 7, 6, 1), dtype=np.float32), (1, 1), (1, 1))
+    out_hw = ((9 - 3) // stride + 1, (8 - 3) // stride + 1)
+    windows = np.lib.stride_tricks.sliding_window_view(x_pad, (3, 3), axis=(1, 2))
+    windows = windows[:, ::stride, ::stride]  # (N, OH, OW, C, KH, KW)
+    expected = windows.transpose(0, 1, 2, 4, 5, 3).reshape(-1, 9)
+    buffer = np.full((expected.shape[0], 9), np.nan, dtype=np.float32)
+    col = im2col(x_pad, (3, 3), (stride, stride), out_hw, out=buffer)
+    assert np.shares_memory(col, buffer) and col.shape == expected.shape
+    np.testing.assert_array_equal(col, expected)
+    np.testing.assert_array_equal(im2col(x_pad, (3, 3), (stride, stride), out_hw), expected)
+
+
 def test_fit_runs_the_batch_transform_on_one_blas_thread():
     # A multi-threaded BLAS call there leaves OpenBLAS threads spinning into the next step.
     from threadpoolctl import threadpool_info

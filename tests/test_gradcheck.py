@@ -36,6 +36,14 @@ def test_conv2d_gradients(stride, padding, kernel_size):
     assert max(errors.values()) <= TOL, errors
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv2d_gradients_one_channel(stride):
+    # One input channel takes im2col's tap-by-tap layout (a transposed view of the buffer).
+    x = images((3, 1, 7, 6), seed=3)
+    errors = gradient_errors(mc.Conv2D(4, 3, stride=stride, padding="same"), x)
+    assert max(errors.values()) <= TOL, errors
+
+
 def test_conv2d_gradients_1x1_and_large_padding():
     x = images((2, 2, 5, 5), seed=1)
     assert check_layer(mc.Conv2D(3, 1), x) <= TOL

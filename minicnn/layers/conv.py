@@ -39,8 +39,13 @@ def unrolled_blocks(images, start, stop, kernel_hw, stride_hw, pad_h, pad_w, out
     block = scratch.shape[0] // rows
     for first in range(start, stop, block):
         last = min(first + block, stop)
-        col = scratch[: (last - first) * rows]
-        im2col(pad_nhwc(images[first:last], pad_h, pad_w), kernel_hw, stride_hw, out_hw, out=col)
+        col = im2col(
+            pad_nhwc(images[first:last], pad_h, pad_w),
+            kernel_hw,
+            stride_hw,
+            out_hw,
+            out=scratch[: (last - first) * rows],
+        )
         yield first, last, col
 
 
