@@ -6,7 +6,7 @@ to the kernel when they are freed (munmap, or trimming the top of the heap), so 
 asks for them again and the kernel page-faults them in, zero-filled, one 4 KiB page at a time.
 Measured on seed-cnn (docs/09-speed-and-gpu.md): about 4,000 page faults and 25-50 ms of kernel
 time per step. With the two thresholds below raised, freed blocks stay in malloc's free lists
-and are reused by the next step: about 50 faults and 5 ms per step, a step 3-15% faster, and
+and are reused by the next step: about 15 faults and 3-5 ms per step, a step 3-15% faster, and
 the same peak memory (the process reaches the same high-water mark either way).
 
 minicnn calls keep_freed_memory() when it is imported; set MINICNN_KEEP_FREED_MEMORY=0 to leave
