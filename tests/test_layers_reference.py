@@ -103,10 +103,11 @@ def test_maxpool_forward_equals_loops(pool, stride):
 
 
 @pytest.mark.parametrize("pool,stride", [(2, 2), (3, 2), (2, 1), (3, 3), ((1, 3), (1, 2))])
-def test_maxpool_backward_equals_loops_with_many_ties(pool, stride):
+@pytest.mark.parametrize("size", [(9, 8), (8, 6), (9, 6)])  # windows tiling the input or not
+def test_maxpool_backward_equals_loops_with_many_ties(pool, stride, size):
     # Values from {0, 1, 2}, many zeros as after a ReLU: most windows hold tied maxima.
     rng = np.random.default_rng(2)
-    x = np.maximum(rng.integers(-2, 3, (2, 3, 9, 8)), 0).astype(np.float32)
+    x = np.maximum(rng.integers(-2, 3, (2, 3, *size)), 0).astype(np.float32)
     layer = mc.MaxPool2D(pool, stride)
     out = layer.forward(x, training=True)
     dy = rng.standard_normal(out.shape).astype(np.float32)

