@@ -60,7 +60,7 @@ def test_threaded_runs_are_bit_for_bit_repeatable(threads):
 
 
 @pytest.mark.parametrize("padding", ["same", "valid", 1])
-def test_input_gradient_by_convolution_equals_col2im(padding):
+def test_gradients_by_convolution_equal_the_im2col_formulas(padding):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((4, 3, 9, 8)).astype(np.float32)
     layer = mc.Conv2D(5, 3, padding=padding)
@@ -77,6 +77,12 @@ def test_input_gradient_by_convolution_equals_col2im(padding):
     dx_pad = col2im(dy_rows @ kernel.T, padded, (3, 3), (1, 1), y.shape[2:])
     dx_plain = dx_pad[:, pad[0] : pad[0] + h, pad[1] : pad[1] + w].transpose(0, 3, 1, 2)
     np.testing.assert_allclose(dx_fast, dx_plain, rtol=1e-5, atol=1e-5)
+    # The kernel gradient comes from dy's rows too; the plain formula is col(x)^T @ dy.
+    x_pad = np.pad(x.transpose(0, 2, 3, 1), ((0, 0), pad, pad, (0, 0)))
+    dW_plain = im2col(x_pad, (3, 3), (1, 1), y.shape[2:]).T @ dy_rows  # (KH*KW*C, F)
+    dW_plain = dW_plain.reshape(3, 3, c, -1).transpose(3, 2, 0, 1)
+    np.testing.assert_allclose(layer.grads["W"], dW_plain, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(layer.grads["b"], dy_rows.sum(axis=0), rtol=1e-5, atol=1e-5)
 
 
 def test_im2col_rows_are_receptive_fields():

@@ -164,67 +164,114 @@ class Conv2D(Layer):
         self.cache = None
         xp = get_array_module(dy)
         n, h, w, c = x_nhwc.shape
-        rows = out_hw[0] * out_hw[1]
-        dy_nhwc = dy.transpose(0, 2, 3, 1)  # (N, OH, OW, F)
-        dy_rows = dy_nhwc.reshape(n * rows, self.filters)  # (N*OH*OW, F); copies if not NHWC
         kh, kw = self.kernel_size
-        by_convolution = self.stride == (1, 1) and max(pad_h) < kh and max(pad_w) < kw
-        dx = xp.empty((n, h, w, c), dtype=dy.dtype) if self.needs_input_grad else None
+        dy_nhwc = dy.transpose(0, 2, 3, 1)  # (N, OH, OW, F)
+        if self.needs_input_grad and self.stride == (1, 1) and max(pad_h) < kh and max(pad_w) < kw:
+            dx = xp.empty((n, h, w, c), dtype=dy.dtype)
+            dW, db = self._grads_by_convolution(x_nhwc, dy_nhwc, pad_h, pad_w, dx)
+        else:
+            dx = xp.empty((n, h, w, c), dtype=dy.dtype) if self.needs_input_grad else None
+            dW, db = self._grads_by_im2col(x_nhwc, dy_nhwc, kernel, pad_h, pad_w, out_hw, dx)
+        self.grads["W"] = dW
+        self.grads["b"] = db
+        return None if dx is None else dx.transpose(0, 3, 1, 2)
+
+    def _grads_by_im2col(self, x_nhwc, dy_nhwc, kernel, pad_h, pad_w, out_hw, dx):
+        """The general backward pass (any stride and padding), from the im2col rows of x:
+
+            dW = col(x)^T @ dy      dx = col2im(dy @ W^T)   (when dx is not None)
+
+        Returns (dW, db); writes dx (N, H, W, C) in place.
+        """
+        xp = get_array_module(dy_nhwc)
+        n, h, w, c = x_nhwc.shape
+        rows = out_hw[0] * out_hw[1]
+        dy_rows = dy_nhwc.reshape(n * rows, self.filters)  # (N*OH*OW, F); copies if not NHWC
 
         def work(start: int, stop: int):  # one chunk of the batch (see minicnn.parallel)
-            scratch = block_scratch(stop - start, rows, kernel.shape[0], dy.dtype, xp)
-            dW_part = xp.zeros(kernel.shape, dtype=dy.dtype)  # (KH*KW*C, F)
-            db_part = xp.zeros(self.filters, dtype=dy.dtype)
-            ones = xp.ones(scratch.shape[0], dtype=dy.dtype)
+            scratch = block_scratch(stop - start, rows, kernel.shape[0], dy_nhwc.dtype, xp)
+            dW_part = xp.zeros(kernel.shape, dtype=dy_nhwc.dtype)  # (KH*KW*C, F)
+            db_part = xp.zeros(self.filters, dtype=dy_nhwc.dtype)
+            ones = xp.ones(scratch.shape[0], dtype=dy_nhwc.dtype)
             for first, last, col in unrolled_blocks(
                 x_nhwc, start, stop, self.kernel_size, self.stride, pad_h, pad_w, out_hw, scratch
             ):
                 dy_block = dy_rows[first * rows : last * rows]
                 dW_part += col.T @ dy_block
-                # The bias gradient is the column sum of dy, taken while the block is in the
-                # cache, as a matrix-vector product: dy.sum(axis=0) adds row after row of only
-                # F values and took 2.2 ms for conv2's dy, this 0.2 ms.
-                db_part += ones[: dy_block.shape[0]] @ dy_block
-                if dx is not None and not by_convolution:  # the general path: scatter back
+                db_part += ones[: dy_block.shape[0]] @ dy_block  # see _grads_by_convolution
+                if dx is not None:  # scatter each row's gradient back onto its pixels
                     padded_shape = (last - first, h + sum(pad_h), w + sum(pad_w), c)
                     dx_pad = col2im(
                         dy_block @ kernel.T, padded_shape, self.kernel_size, self.stride, out_hw
                     )
                     dx[first:last] = dx_pad[:, pad_h[0] : pad_h[0] + h, pad_w[0] : pad_w[0] + w, :]
-            if dx is not None and by_convolution:
-                self._input_grad_by_convolution(dy_nhwc[start:stop], pad_h, pad_w, dx[start:stop])
             return dW_part, db_part
 
-        parts = run_chunks(work, n, xp)
-        dW, db = parts[0]
-        for dW_part, db_part in parts[1:]:  # in chunk order: the same sum at every run
-            dW += dW_part
-            db += db_part
-        W = self.params["W"]
-        dW = dW.reshape(W.shape[2], W.shape[3], W.shape[1], self.filters)  # (KH, KW, C, F)
-        self.grads["W"] = xp.ascontiguousarray(dW.transpose(3, 2, 0, 1))
-        self.grads["b"] = db
-        return None if dx is None else dx.transpose(0, 3, 1, 2)
+        dW, db = sum_in_chunk_order(run_chunks(work, n, xp))
+        kh, kw = self.kernel_size
+        dW = dW.reshape(kh, kw, c, self.filters)  # (KH, KW, C, F)
+        return xp.ascontiguousarray(dW.transpose(3, 2, 0, 1)), db
 
-    def _input_grad_by_convolution(self, dy_nhwc, pad_h, pad_w, dx) -> None:
-        """Stride 1: dx is a "full" convolution of dy with the 180-degree rotated kernel whose
-        input/output channels are swapped. One im2col and one GEMM and no scatter at all
-        (docs/09-speed-and-gpu.md: conv2 backward 118 -> 60 ms against col2im).
+    def _grads_by_convolution(self, x_nhwc, dy_nhwc, pad_h, pad_w, dx):
+        """Stride 1: both gradients from ONE im2col, of the padded output gradient dy.
 
-        dy_nhwc (n, OH, OW, F) -> writes dx (n, H, W, C), a contiguous slice of the result.
+        dx is a "full" convolution of dy with the 180-degree rotated kernel whose input and
+        output channels are swapped: with col = col(dy padded by KH-1-top, KH-1-bottom, ...),
+        whose row p holds every dy value that input pixel p flowed into,
+
+            dx = col @ rotated             (N*H*W, KH*KW*F) @ (KH*KW*F, C)
+
+        and no scatter at all (docs/09-speed-and-gpu.md: conv2 backward 118 -> 60 ms against
+        col2im). The same rows give the kernel gradient, in the rotated layout:
+
+            rotated_dW = col^T @ x         (KH*KW*F, N*H*W) @ (N*H*W, C)
+
+        since dW[f, c, a, b] sums dy[f] over the output pixels times the input pixel at tap
+        (a, b) of each, and col's row p pairs every input pixel with those dy values. So x
+        needs no im2col in backward (conv2 forward + backward 66 -> 61 ms per 128 images).
+        The first layer computes no dx and takes the im2col path, where x has 1 channel.
+
+        Returns (dW, db); writes dx (N, H, W, C) in place.
         """
         xp = get_array_module(dy_nhwc)
+        n, h, w, c = x_nhwc.shape
         kh, kw = self.kernel_size
-        n, h, w, c = dx.shape
-        # Padding kh-1-top above and kh-1-bottom below makes every input pixel see all the
-        # output pixels its value flowed into.
+        f = self.filters
+        oh, ow = dy_nhwc.shape[1:3]
         pad_rows = (kh - 1 - pad_h[0], kh - 1 - pad_h[1])
         pad_cols = (kw - 1 - pad_w[0], kw - 1 - pad_w[1])
         W = self.params["W"]
-        rotated = W[:, :, ::-1, ::-1].transpose(2, 3, 0, 1).reshape(kh * kw * self.filters, c)
-        dx_rows = dx.reshape(n * h * w, c)  # a view: dx is a contiguous slice
-        scratch = block_scratch(n, h * w, rotated.shape[0], dy_nhwc.dtype, xp)
-        for first, last, col in unrolled_blocks(
-            dy_nhwc, 0, n, self.kernel_size, (1, 1), pad_rows, pad_cols, (h, w), scratch
-        ):  # col (images*H*W, KH*KW*F)
-            xp.matmul(col, rotated, out=dx_rows[first * h * w : last * h * w])
+        rotated = W[:, :, ::-1, ::-1].transpose(2, 3, 0, 1).reshape(kh * kw * f, c)
+        dx_rows = dx.reshape(n * h * w, c)
+        dy_rows = dy_nhwc.reshape(n * oh * ow, f)  # (N*OH*OW, F); copies if not NHWC
+
+        def work(start: int, stop: int):  # one chunk of the batch (see minicnn.parallel)
+            scratch = block_scratch(stop - start, h * w, kh * kw * f, dy_nhwc.dtype, xp)
+            rotated_dW = xp.zeros((kh * kw * f, c), dtype=dy_nhwc.dtype)
+            db_part = xp.zeros(f, dtype=dy_nhwc.dtype)
+            ones = xp.ones(scratch.shape[0] // (h * w) * oh * ow, dtype=dy_nhwc.dtype)
+            for first, last, col in unrolled_blocks(
+                dy_nhwc, start, stop, self.kernel_size, (1, 1), pad_rows, pad_cols, (h, w), scratch
+            ):  # col (images*H*W, KH*KW*F)
+                xp.matmul(col, rotated, out=dx_rows[first * h * w : last * h * w])
+                rotated_dW += col.T @ x_nhwc[first:last].reshape(-1, c)  # copies if not NHWC
+                # The bias gradient is the column sum of dy, taken while the block is in the
+                # cache, as a matrix-vector product: dy.sum(axis=0) adds row after row of only
+                # F values and took 2.2 ms for conv2's dy, this 0.2 ms.
+                dy_block = dy_rows[first * oh * ow : last * oh * ow]
+                db_part += ones[: dy_block.shape[0]] @ dy_block
+            return rotated_dW, db_part
+
+        rotated_dW, db = sum_in_chunk_order(run_chunks(work, n, xp))
+        dW = rotated_dW.reshape(kh, kw, f, c)[::-1, ::-1]  # un-rotate: (KH, KW, F, C)
+        return xp.ascontiguousarray(dW.transpose(2, 3, 0, 1)), db
+
+
+def sum_in_chunk_order(parts):
+    """Add the chunks' partial results (tuples of arrays) in chunk order: the same sum at
+    every run for a given thread count."""
+    total = parts[0]
+    for part in parts[1:]:
+        for running, value in zip(total, part, strict=True):
+            running += value
+    return total
