@@ -99,10 +99,27 @@ class Sequential:
 
     # -- the computation ------------------------------------------------------------------
     def forward(self, x, training: bool = False):
-        """x (N, *input_shape) -> logits (N, K)."""
-        for layer in self.layers:
-            x = layer.forward(x, training=training)
-        return x
+        """x (N, *input_shape) -> logits (N, K).
+
+        In training, every layer splits the batch across the threads itself (minicnn.parallel).
+        In inference no layer keeps anything for a backward pass, so each thread can run the
+        whole stack on its own share of the batch instead: no waiting for the other thread
+        after every layer, and a thread's activations are still in the cache when the next
+        layer reads them (seed-cnn inference 1.07x over splitting layer by layer).
+        """
+        if training:
+            for layer in self.layers:
+                x = layer.forward(x, training=True)
+            return x
+
+        def run_all_layers(start: int, stop: int):
+            h = x[start:stop]
+            for layer in self.layers:
+                h = layer.forward(h, training=False)
+            return h
+
+        parts = parallel.run_chunks(run_all_layers, len(x), get_array_module(x))
+        return parts[0] if len(parts) == 1 else get_array_module(x).concatenate(parts)
 
     def backward(self, dlogits) -> None:
         """Back-propagate d(loss)/d(logits) through every layer, filling each layer's grads."""

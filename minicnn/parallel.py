@@ -15,6 +15,7 @@ the last bits (and, over a training run, more).
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -23,6 +24,7 @@ _num_threads = max(1, int(os.environ.get("MINICNN_NUM_THREADS", min(os.cpu_count
 _executor: ThreadPoolExecutor | None = None
 _controller = None
 MIN_CHUNK = 16  # below this many samples per thread, splitting costs more than it gains
+_inside = threading.local()  # .active: this thread is running a chunk's work right now
 
 
 def set_num_threads(n: int) -> None:
@@ -72,9 +74,11 @@ def run_chunks(work, n: int, xp=np) -> list:
     """Call work(start, stop) for each chunk of range(n); returns the results in chunk order.
 
     Chunks run on a thread pool for NumPy arrays; CuPy work (already parallel on the GPU)
-    runs as a single chunk.
+    runs as a single chunk. A call made from inside a chunk's work (a layer's forward inside
+    a whole-network chunk, see Sequential.forward) runs at once on the calling thread, as one
+    chunk: its caller already split the batch and set BLAS to one thread.
     """
-    if xp is not np:
+    if xp is not np or getattr(_inside, "active", False):
         return [work(0, n)]
     global _executor
     chunks = batch_chunks(n)
@@ -82,8 +86,17 @@ def run_chunks(work, n: int, xp=np) -> list:
     # time) also runs on one BLAS thread: waking a second one costs more than it saves there.
     with one_blas_thread():
         if len(chunks) == 1:
-            return [work(0, n)]
+            return [_as_chunk(work, 0, n)]
         if _executor is None:
             _executor = ThreadPoolExecutor(max_workers=_num_threads, thread_name_prefix="minicnn")
-        futures = [_executor.submit(work, start, stop) for start, stop in chunks]
+        futures = [_executor.submit(_as_chunk, work, start, stop) for start, stop in chunks]
         return [future.result() for future in futures]
+
+
+def _as_chunk(work, start: int, stop: int):
+    """work(start, stop), marked as a chunk's work so nested run_chunks calls run inline."""
+    _inside.active = True
+    try:
+        return work(start, stop)
+    finally:
+        _inside.active = False

@@ -124,3 +124,54 @@ def test_fit_runs_the_batch_transform_on_one_blas_thread():
     x = np.random.default_rng(0).random((8, 1, 4, 4), dtype=np.float32)
     model.fit(x, np.arange(8) % 3, batch_size=4, augment=transform, verbose=0, seed=0)
     assert seen and set(seen) == {1}
+
+
+class RecordingLayer(mc.layers.base.Layer):
+    """Identity that records, per call, its thread, batch size and BLAS thread counts."""
+
+    def __init__(self, calls):
+        super().__init__()
+        self.calls = calls
+
+    def forward(self, x, training=False):
+        import threading
+
+        from threadpoolctl import threadpool_info
+
+        blas = {info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"}
+        self.calls.append((threading.current_thread().name, len(x), blas))
+        return x
+
+
+def test_inference_runs_the_whole_stack_per_thread(threads):
+    # Each thread takes its share of the batch through every layer, on one BLAS thread; the
+    # layers' own run_chunks calls run inline there. Same numbers as layer by layer.
+    threads(2)
+    calls = []
+    model = mc.Sequential(
+        [mc.Conv2D(4, 3, padding="same"), RecordingLayer(calls), mc.ReLU(), mc.MaxPool2D(2)]
+        + [mc.Flatten(), mc.Dense(5), RecordingLayer(calls)],
+        input_shape=(2, 8, 8),
+        seed=0,
+    )
+    x = np.random.default_rng(0).random((40, 2, 8, 8), dtype=np.float32)
+    y = model.forward(x)
+    assert sorted(size for _, size, _ in calls) == [20, 20, 20, 20]  # never the whole batch
+    assert len({name for name, _, _ in calls}) == 2  # two threads, each through both records
+    assert all(blas == {1} for _, _, blas in calls)
+    layer_by_layer = x
+    for layer in model.layers:
+        layer_by_layer = layer.forward(layer_by_layer)
+    np.testing.assert_array_equal(y, layer_by_layer)
+
+
+def test_run_chunks_inside_a_chunk_runs_inline(threads):
+    threads(2)
+    inner = []
+
+    def outer_work(start, stop):
+        inner.append(parallel.run_chunks(lambda a, b: (a, b), stop - start))
+        return start, stop
+
+    assert parallel.run_chunks(outer_work, 64) == [(0, 32), (32, 64)]
+    assert inner == [[(0, 32)], [(0, 32)]]  # one chunk each, on the calling thread
