@@ -14,7 +14,7 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from minicnn import parallel
+from minicnn import data_parallel, parallel
 from minicnn.backend import get_array_module, to_device, to_numpy
 from minicnn.callbacks import History
 from minicnn.layers import Dropout, Layer
@@ -134,10 +134,17 @@ class Sequential:
                 yield f"{i}.{key}", param, layer.grads[key]
 
     def train_step(self, x, labels) -> tuple[float, int]:
-        """One optimiser step on one batch. Returns (mean loss, number of correct predictions)."""
-        logits = self.forward(x, training=True)
-        loss = self.loss.forward(logits, labels)
-        self.backward(self.loss.backward())
+        """One optimiser step on one batch. Returns (mean loss, number of correct predictions).
+
+        With several threads, each runs the whole network on its share of the batch and the
+        gradients are added (minicnn.data_parallel); otherwise every layer splits the batch.
+        """
+        if data_parallel.can_split(self.layers, x):
+            loss, logits = data_parallel.forward_backward(self.layers, self.loss, x, labels)
+        else:
+            logits = self.forward(x, training=True)
+            loss = self.loss.forward(logits, labels)
+            self.backward(self.loss.backward())
         self.optimizer.step(self.named_params())
         correct = int((logits.argmax(axis=1) == class_indices(labels)).sum())
         return loss, correct

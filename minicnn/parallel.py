@@ -6,6 +6,11 @@ channels) do not scale over BLAS's own threads, but two independent half-size GE
 BLAS thread each do: +27% for a whole training step of seed-cnn (docs/09-speed-and-gpu.md). While the
 chunks run, BLAS is limited to one thread (threadpoolctl), so the cores are never oversubscribed.
 
+A layer splits its own batch when called on its own. Sequential goes one level up: in
+inference each thread runs the whole stack on its share of the batch (Sequential.forward),
+and a training step runs forward and backward per share (minicnn.data_parallel); the layers'
+run_chunks calls inside such a chunk run inline.
+
 Results are deterministic for a given thread count: the chunks depend only on the batch size
 and the thread count, and partial sums (such as weight gradients) are added in chunk order by
 the caller. A different thread count sums in a different order, so float32 results differ in

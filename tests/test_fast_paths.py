@@ -175,3 +175,78 @@ def test_run_chunks_inside_a_chunk_runs_inline(threads):
 
     assert parallel.run_chunks(outer_work, 64) == [(0, 32), (32, 64)]
     assert inner == [[(0, 32)], [(0, 32)]]  # one chunk each, on the calling thread
+
+
+def small_model(layers_between=(), seed=0):
+    model = mc.Sequential(
+        [mc.Conv2D(4, 3, padding="same"), mc.ReLU(), *layers_between, mc.MaxPool2D(2)]
+        + [mc.Flatten(), mc.Dense(5)],
+        input_shape=(2, 8, 8),
+        seed=seed,
+    )
+    model.compile(mc.SGD(lr=0.1))
+    return model
+
+
+def step_grads(model, x, y):
+    loss, correct = model.train_step(x, y)
+    return loss, correct, {name: grad.copy() for name, _, grad in model.named_params()}
+
+
+def test_whole_network_training_step_equals_layer_by_layer(threads, monkeypatch):
+    # Each thread runs forward and backward on its share; the weighted shares add up to the
+    # batch's mean loss and its gradient.
+    from minicnn import data_parallel
+
+    threads(2)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((40, 2, 8, 8), dtype=np.float32), rng.integers(0, 5, 40)
+    split = small_model()
+    assert data_parallel.can_split(split.layers, x)
+    loss_split, correct_split, grads_split = step_grads(split, x, y)
+    plain = small_model()
+    monkeypatch.setattr(data_parallel, "can_split", lambda layers, x: False)
+    loss_plain, correct_plain, grads_plain = step_grads(plain, x, y)
+    assert loss_split == pytest.approx(loss_plain, rel=1e-5) and correct_split == correct_plain
+    for name in grads_plain:
+        np.testing.assert_allclose(grads_split[name], grads_plain[name], rtol=1e-4, atol=1e-6)
+    for (name, p_split, _), (_, p_plain, _) in zip(
+        split.named_params(), plain.named_params(), strict=True
+    ):
+        np.testing.assert_allclose(p_split, p_plain, rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_whole_network_training_with_dropout_repeats_exactly(threads):
+    threads(2)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((40, 2, 8, 8), dtype=np.float32), rng.integers(0, 5, 40)
+    runs = []
+    for _ in range(2):
+        model = small_model([mc.Dropout(0.5, seed=3)])
+        runs.append([step_grads(model, x, y)[2] for _ in range(3)])
+    for grads_a, grads_b in zip(*runs, strict=True):
+        for name in grads_a:
+            np.testing.assert_array_equal(grads_a[name], grads_b[name])
+
+
+def test_dropout_replicas_draw_their_own_masks():
+    layer = mc.Dropout(0.5, seed=0).build((100,))
+    first, second = layer.replica(), layer.replica()
+    x = np.ones((4, 100), dtype=np.float32)
+    mask_a = first.forward(x, training=True) > 0
+    mask_b = second.forward(x, training=True) > 0
+    assert not np.array_equal(mask_a, mask_b)
+    assert first.params is layer.params and first.grads is not layer.grads
+    # Threads never share a generator: its draws would interleave in a different order each run.
+    assert len({id(layer.rng), id(first.rng), id(second.rng)}) == 3
+
+
+def test_batchnorm_keeps_the_batch_whole(threads):
+    from minicnn import data_parallel
+
+    threads(2)
+    x = np.zeros((40, 2, 8, 8), dtype=np.float32)
+    assert data_parallel.can_split(small_model().layers, x)
+    assert not data_parallel.can_split(small_model([mc.BatchNorm()]).layers, x)
+    threads(1)
+    assert not data_parallel.can_split(small_model().layers, x)

@@ -6,6 +6,8 @@ what `backward` will need; `backward(dy)` fills `self.grads` and returns the inp
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from minicnn.backend import get_array_module, get_backend
@@ -21,7 +23,11 @@ class Layer:
         state: non-trainable arrays saved with the model (BatchNorm running statistics).
         needs_input_grad: when False, `backward` may skip computing dx and return None
             (Sequential sets it on the first layer, whose input gradient nobody uses).
+        samples_independent: True when, in training, each sample's output depends on that
+            sample alone, so a batch may be split across threads (minicnn.data_parallel).
     """
+
+    samples_independent = True
 
     def __init__(self) -> None:
         self.params: dict = {}
@@ -78,6 +84,14 @@ class Layer:
 
     def backward(self, dy):
         raise NotImplementedError
+
+    def replica(self) -> Layer:
+        """A copy for one thread's share of a training batch (minicnn.data_parallel): the
+        same params and state arrays, but its own cache and grads."""
+        twin = copy.copy(self)  # shallow: the params and state dicts are shared
+        twin.cache = None
+        twin.grads = {}
+        return twin
 
     # -- describing -----------------------------------------------------------------------
     def get_config(self) -> dict:

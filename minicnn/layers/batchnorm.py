@@ -22,6 +22,8 @@ class BatchNorm(Layer):
     The running variance is the biased batch variance, as in Keras.
     """
 
+    samples_independent = False  # batch statistics: a training batch is not split on threads
+
     def __init__(self, momentum: float = 0.99, epsilon: float = 1e-3) -> None:
         super().__init__()
         if not 0.0 <= momentum < 1.0:

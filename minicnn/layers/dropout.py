@@ -16,6 +16,9 @@ class Dropout(Layer):
         rate: fraction of values dropped, 0 <= rate < 1.
         seed: seed of the layer's own random generator. `Sequential.fit(seed=...)` replaces the
             generator every epoch (see `reseed`) so runs and resumed runs are reproducible.
+            With several threads, each thread's share of a training batch draws from a
+            generator of its own, seeded from this one (see `replica`): the masks depend on
+            the thread count, and repeat exactly for a given one.
 
     Shapes: any -> same. Off (identity) when training=False.
     """
@@ -34,6 +37,13 @@ class Dropout(Layer):
     def reseed(self, rng: np.random.Generator) -> None:
         """Use `rng` for the masks from now on."""
         self.rng = rng
+
+    def replica(self) -> Dropout:
+        """A copy for one thread's share of a batch, with a generator of its own seeded from
+        this layer's generator (replicas are made in chunk order, so runs repeat)."""
+        twin = super().replica()
+        twin.rng = np.random.default_rng(int(self.rng.integers(2**63)))
+        return twin
 
     def forward(self, x, training: bool = False):
         self.ensure_built(x)
@@ -59,7 +69,8 @@ def random_like(x, rng: np.random.Generator):
     """Uniform [0, 1) values with x's shape *and memory layout*, as an array of x's module.
 
     Matching the layout keeps channels-last activations channels-last through the multiply.
-    The numbers come from the NumPy generator, so a seed gives the same masks on every backend.
+    The numbers come from the NumPy generator, so a seed gives the same masks on CuPy as on
+    NumPy with one thread (several threads draw per thread, see Dropout).
     """
     xp = get_array_module(x)
     order = np.argsort(x.strides, kind="stable")[::-1]  # axes from slowest to fastest in memory
