@@ -13,7 +13,7 @@ import numpy as np
 from minicnn.backend import get_array_module
 from minicnn.initializers import get_initializer
 from minicnn.layers.base import Layer
-from minicnn.layers.im2col import col2im, im2col, output_size, pad_nhwc, pair, resolve_padding
+from minicnn.layers.im2col import col2im, im2col, output_size, pair, resolve_padding
 from minicnn.parallel import run_chunks
 
 BLOCK_BYTES = 2 * 2**20  # im2col rows per block: about the size of a core's L2 cache
@@ -37,15 +37,22 @@ def unrolled_blocks(images, start, stop, kernel_hw, stride_hw, pad_h, pad_w, out
     """
     rows = out_hw[0] * out_hw[1]
     block = scratch.shape[0] // rows
+    xp = get_array_module(images)
+    _, h, w, c = images.shape
+    # One zero-padded buffer for all the blocks: only its interior changes from block to block,
+    # so the zero border is written once (conv2's padding: 0.36 -> 0.24 ms per 64 images).
+    padded = None
+    if pad_h != (0, 0) or pad_w != (0, 0):
+        padded = xp.zeros((block, h + sum(pad_h), w + sum(pad_w), c), dtype=images.dtype)
+        interior = padded[:, pad_h[0] : pad_h[0] + h, pad_w[0] : pad_w[0] + w, :]
     for first in range(start, stop, block):
         last = min(first + block, stop)
-        col = im2col(
-            pad_nhwc(images[first:last], pad_h, pad_w),
-            kernel_hw,
-            stride_hw,
-            out_hw,
-            out=scratch[: (last - first) * rows],
-        )
+        if padded is None:  # no padding: unroll the images themselves
+            source = images[first:last]
+        else:
+            interior[: last - first] = images[first:last]
+            source = padded[: last - first]
+        col = im2col(source, kernel_hw, stride_hw, out_hw, out=scratch[: (last - first) * rows])
         yield first, last, col
 
 
@@ -140,14 +147,16 @@ class Conv2D(Layer):
         kernel = self._kernel_matrix()  # (KH*KW*C, F)
         rows = out_hw[0] * out_hw[1]  # output pixels per image
         out = xp.empty((n * rows, self.filters), dtype=x.dtype)  # (N*OH*OW, F): channels-last
+        bias = self.params["b"]
 
         def work(start: int, stop: int) -> None:  # one chunk of the batch (see minicnn.parallel)
             scratch = block_scratch(stop - start, rows, kernel.shape[0], x.dtype, xp)
             for first, last, col in unrolled_blocks(
                 x_nhwc, start, stop, self.kernel_size, self.stride, pad_h, pad_w, out_hw, scratch
             ):
-                xp.matmul(col, kernel, out=out[first * rows : last * rows])
-            out[start * rows : stop * rows] += self.params["b"]
+                block = out[first * rows : last * rows]
+                xp.matmul(col, kernel, out=block)
+                block += bias  # while the block is in the cache
 
         run_chunks(work, n, xp)
         if training:
