@@ -63,10 +63,8 @@ def forward_backward(layers, loss, x, labels):
 
     results = parallel.run_chunks(work, n)
     for i, layer in enumerate(layers):
-        for key in layer.params:
-            total = replicas[0][i].grads[key].copy()
-            for replica in replicas[1:]:  # in chunk order: the same sum at every run
-                total += replica[i].grads[key]
-            layer.grads[key] = total
+        keys = list(layer.params)
+        shares = [[replica[i].grads[key] for key in keys] for replica in replicas]
+        layer.grads.update(zip(keys, parallel.sum_in_chunk_order(shares), strict=True))
     mean_loss = sum(chunk_loss for chunk_loss, _ in results)
     return mean_loss, np.concatenate([logits for _, logits in results])

@@ -12,8 +12,8 @@ and a training step runs forward and backward per share (minicnn.data_parallel);
 run_chunks calls inside such a chunk run inline.
 
 Results are deterministic for a given thread count: the chunks depend only on the batch size
-and the thread count, and partial sums (such as weight gradients) are added in chunk order by
-the caller. A different thread count sums in a different order, so float32 results differ in
+and the thread count, and partial sums (such as weight gradients) are added in chunk order
+(sum_in_chunk_order). A different thread count sums in a different order, so float32 results differ in
 the last bits (and, over a training run, more).
 """
 
@@ -105,3 +105,19 @@ def _as_chunk(work, start: int, stop: int):
         return work(start, stop)
     finally:
         _inside.active = False
+
+
+def sum_in_chunk_order(parts):
+    """Add the chunks' partial results (such as weight gradients) in chunk order, into the
+    first chunk's arrays: the same sum at every run for a given thread count.
+
+    parts: one array per chunk, or one tuple or list of arrays per chunk.
+    """
+    total = parts[0]
+    for part in parts[1:]:
+        if isinstance(total, (tuple, list)):
+            for running, value in zip(total, part, strict=True):
+                running += value
+        else:
+            total += part
+    return total

@@ -14,7 +14,7 @@ from minicnn.backend import get_array_module
 from minicnn.initializers import get_initializer
 from minicnn.layers.base import Layer
 from minicnn.layers.im2col import col2im, im2col, output_size, pair, resolve_padding
-from minicnn.parallel import run_chunks
+from minicnn.parallel import run_chunks, sum_in_chunk_order
 
 BLOCK_BYTES = 2 * 2**20  # im2col rows per block: about the size of a core's L2 cache
 
@@ -180,11 +180,10 @@ class Conv2D(Layer):
         n, h, w, c = x_nhwc.shape
         kh, kw = self.kernel_size
         dy_nhwc = dy.transpose(0, 2, 3, 1)  # (N, OH, OW, F)
-        if self.needs_input_grad and self.stride == (1, 1) and max(pad_h) < kh and max(pad_w) < kw:
-            dx = xp.empty((n, h, w, c), dtype=dy.dtype)
+        dx = xp.empty((n, h, w, c), dtype=dy.dtype) if self.needs_input_grad else None
+        if dx is not None and self.stride == (1, 1) and max(pad_h) < kh and max(pad_w) < kw:
             dW, db = self._grads_by_convolution(x_nhwc, dy_nhwc, pad_h, pad_w, dx)
         else:
-            dx = xp.empty((n, h, w, c), dtype=dy.dtype) if self.needs_input_grad else None
             dW, db = self._grads_by_im2col(x_nhwc, dy_nhwc, kernel, pad_h, pad_w, out_hw, dx)
         self.grads["W"] = dW
         self.grads["b"] = db
@@ -279,13 +278,3 @@ class Conv2D(Layer):
         rotated_dW, db = sum_in_chunk_order(run_chunks(work, n, xp))
         dW = rotated_dW.reshape(kh, kw, f, c)[::-1, ::-1]  # un-rotate: (KH, KW, F, C)
         return xp.ascontiguousarray(dW.transpose(2, 3, 0, 1)), db
-
-
-def sum_in_chunk_order(parts):
-    """Add the chunks' partial results (tuples of arrays) in chunk order: the same sum at
-    every run for a given thread count."""
-    total = parts[0]
-    for part in parts[1:]:
-        for running, value in zip(total, part, strict=True):
-            running += value
-    return total

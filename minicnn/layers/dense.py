@@ -7,7 +7,7 @@ import numpy as np
 from minicnn.backend import get_array_module
 from minicnn.initializers import get_initializer
 from minicnn.layers.base import Layer
-from minicnn.parallel import run_chunks
+from minicnn.parallel import run_chunks, sum_in_chunk_order
 
 
 class Dense(Layer):
@@ -75,10 +75,6 @@ class Dense(Layer):
                 xp.matmul(dy[start:stop], W.T, out=dx[start:stop])
             return x[start:stop].T @ dy[start:stop]  # this chunk's share of dW
 
-        dW_parts = run_chunks(work, x.shape[0], xp)
-        dW = dW_parts[0]
-        for part in dW_parts[1:]:  # in chunk order: the same sum at every run
-            dW += part
-        self.grads["W"] = dW
+        self.grads["W"] = sum_in_chunk_order(run_chunks(work, x.shape[0], xp))
         self.grads["b"] = dy.sum(axis=0)
         return dx
