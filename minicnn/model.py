@@ -101,7 +101,8 @@ class Sequential:
     def forward(self, x, training: bool = False):
         """x (N, *input_shape) -> logits (N, K).
 
-        In training, every layer splits the batch across the threads itself (minicnn.parallel).
+        With training=True every layer splits the batch across the threads itself
+        (minicnn.parallel; train_step goes through minicnn.data_parallel instead where it can).
         In inference no layer keeps anything for a backward pass, so each thread can run the
         whole stack on its own share of the batch instead: no waiting for the other thread
         after every layer, and a thread's activations are still in the cache when the next

@@ -13,8 +13,8 @@ run_chunks calls inside such a chunk run inline.
 
 Results are deterministic for a given thread count: the chunks depend only on the batch size
 and the thread count, and partial sums (such as weight gradients) are added in chunk order
-(sum_in_chunk_order). A different thread count sums in a different order, so float32 results differ in
-the last bits (and, over a training run, more).
+(sum_in_chunk_order). A different thread count sums in a different order, so float32 results
+differ in the last bits (and, over a training run, more).
 """
 
 from __future__ import annotations
