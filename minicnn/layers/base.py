@@ -87,7 +87,9 @@ class Layer:
 
     def replica(self) -> Layer:
         """A copy for one thread's share of a training batch (minicnn.data_parallel): the
-        same params and state arrays, but its own cache and grads."""
+        same params and state arrays, but its own cache and grads. A layer that keeps other
+        per-call state in a mutable object (Dropout's generator) overrides this to give the
+        copy its own."""
         twin = copy.copy(self)  # shallow: the params and state dicts are shared
         twin.cache = None
         twin.grads = {}
