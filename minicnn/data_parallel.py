@@ -42,29 +42,29 @@ def forward_backward(layers, loss, x, labels):
     """Forward and backward over (x, labels), a share of the batch per thread. Leaves the
     summed gradients in each layer's `grads`; returns (mean loss over the batch, logits)."""
     n = len(x)
-    chunks = parallel.batch_chunks(n)
-    # In chunk order, so that dropout replicas draw their seeds in the same order every run.
-    replicas = [[layer.replica() for layer in layers] for _ in chunks]
-    losses = [copy.copy(loss) for _ in chunks]
-    chunk_of = {start: k for k, (start, _) in enumerate(chunks)}
+    # Replicas by the chunk's first sample, made in chunk order, so that dropout replicas
+    # draw their seeds in the same order every run.
+    replicas = {
+        start: [layer.replica() for layer in layers] for start, _ in parallel.batch_chunks(n)
+    }
+    losses = {start: copy.copy(loss) for start in replicas}
 
     def work(start: int, stop: int):
-        k = chunk_of[start]
         h = x[start:stop]
-        for layer in replicas[k]:
+        for layer in replicas[start]:
             h = layer.forward(h, training=True)
         share = (stop - start) / n
-        chunk_loss = losses[k].forward(h, labels[start:stop])
-        grad = losses[k].backward()
+        chunk_loss = losses[start].forward(h, labels[start:stop])
+        grad = losses[start].backward()
         grad *= grad.dtype.type(share)
-        for layer in reversed(replicas[k]):
+        for layer in reversed(replicas[start]):
             grad = layer.backward(grad)
         return chunk_loss * share, h
 
     results = parallel.run_chunks(work, n)
     for i, layer in enumerate(layers):
         keys = list(layer.params)
-        shares = [[replica[i].grads[key] for key in keys] for replica in replicas]
+        shares = [[replica[i].grads[key] for key in keys] for replica in replicas.values()]
         layer.grads.update(zip(keys, parallel.sum_in_chunk_order(shares), strict=True))
     mean_loss = sum(chunk_loss for chunk_loss, _ in results)
     return mean_loss, np.concatenate([logits for _, logits in results])

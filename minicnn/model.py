@@ -119,8 +119,9 @@ class Sequential:
                 h = layer.forward(h, training=False)
             return h
 
-        parts = parallel.run_chunks(run_all_layers, len(x), get_array_module(x))
-        return parts[0] if len(parts) == 1 else get_array_module(x).concatenate(parts)
+        xp = get_array_module(x)
+        parts = parallel.run_chunks(run_all_layers, len(x), xp)
+        return parts[0] if len(parts) == 1 else xp.concatenate(parts)
 
     def backward(self, dlogits) -> None:
         """Back-propagate d(loss)/d(logits) through every layer, filling each layer's grads."""

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import minicnn as mc
-from minicnn import parallel
+from minicnn import data_parallel, parallel
 from minicnn.layers.im2col import col2im, im2col, pad_nhwc
 
 
@@ -196,8 +196,6 @@ def step_grads(model, x, y):
 def test_whole_network_training_step_equals_layer_by_layer(threads, monkeypatch):
     # Each thread runs forward and backward on its share; the weighted shares add up to the
     # batch's mean loss and its gradient.
-    from minicnn import data_parallel
-
     threads(2)
     rng = np.random.default_rng(0)
     x, y = rng.random((40, 2, 8, 8), dtype=np.float32), rng.integers(0, 5, 40)
@@ -242,8 +240,6 @@ def test_dropout_replicas_draw_their_own_masks():
 
 
 def test_batchnorm_keeps_the_batch_whole(threads):
-    from minicnn import data_parallel
-
     threads(2)
     x = np.zeros((40, 2, 8, 8), dtype=np.float32)
     assert data_parallel.can_split(small_model().layers, x)

@@ -221,8 +221,7 @@ class Conv2D(Layer):
             return dW_part, db_part
 
         dW, db = sum_in_chunk_order(run_chunks(work, n, xp))
-        kh, kw = self.kernel_size
-        dW = dW.reshape(kh, kw, c, self.filters)  # (KH, KW, C, F)
+        dW = dW.reshape(*self.kernel_size, c, self.filters)  # (KH, KW, C, F)
         return xp.ascontiguousarray(dW.transpose(3, 2, 0, 1)), db
 
     def _grads_by_convolution(self, x_nhwc, dy_nhwc, pad_h, pad_w, dx):
