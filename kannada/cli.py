@@ -25,7 +25,8 @@ from kannada.data import (
     writer_ids,
 )
 from kannada.data.layout import ROWS_PER_WRITER
-from minicnn import ModelFileError, NonFiniteLossError, set_backend
+from minicnn import CPUEngine, ModelFileError, NonFiniteLossError, Sequential, set_backend
+from minicnn.backend import backend_name
 
 
 class RunError(RuntimeError):
@@ -85,6 +86,15 @@ def choose_backend(name: str) -> None:
         set_backend(name)
     except RuntimeError as error:
         raise RunError(str(error)) from error
+
+
+def run_fast(model: Sequential) -> Sequential:
+    """Run `model` with minicnn's CPU engine on the NumPy backend (on a GPU the plain layers
+    are the fast path). Every kannada command goes through here; see CPUEngine for what the
+    engine changes in the process."""
+    if backend_name() == "numpy":
+        model.use_engine(CPUEngine())
+    return model
 
 
 def existing_file(parser: argparse.ArgumentParser, path: str, what: str) -> Path:

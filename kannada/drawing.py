@@ -15,7 +15,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
-IMAGE_SIDE = 28  # the dataset's images are 28x28
+from kannada.digits import IMAGE_SIDE
+
 DIGIT_BOX = 20  # ...with the digit's longer side scaled to 20 px
 # A 28x28 result needs no more: anything larger is downscaled before the work starts.
 MAX_SIDE = 1024

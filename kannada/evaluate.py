@@ -28,11 +28,11 @@ from kannada.cli import (
     split_rows,
 )
 from kannada.data import Dataset, Split
-from kannada.fileio import atomic_write
 from kannada.plots import plot_misclassified
 from kannada.predict import load_model, predict_images
 from kannada.preprocess import Preprocessing
 from kannada.report import write_metrics_json, write_split_report, write_submission_csv
+from minicnn.files import atomic_write
 
 PROG = "python -m kannada.evaluate"
 VALIDATION = "validation"

@@ -11,7 +11,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import minicnn
 from kannada.cli import USER_ERRORS, report_error
 from kannada.predict import load_model
 
@@ -24,7 +23,7 @@ def export_model(source: str | Path, output: str | Path) -> Path:
     metadata = {k: v for k, v in model.metadata.items() if not k.startswith("zca_")}
     metadata.update(preprocessing.to_metadata())
     model.metadata = metadata
-    return minicnn.save(model, output, include_optimizer=False)
+    return model.save(output, include_optimizer=False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

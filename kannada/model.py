@@ -5,10 +5,8 @@ Two blocks of two 3x3 convolutions with max pooling and dropout, then a 256-unit
 
 from __future__ import annotations
 
+from kannada.digits import INPUT_SHAPE, NUM_CLASSES
 from minicnn import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU, Sequential
-
-NUM_CLASSES = 10
-INPUT_SHAPE = (1, 28, 28)  # one greyscale digit, NCHW without the batch axis
 
 
 def build_model(seed: int | None = None) -> Sequential:

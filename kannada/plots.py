@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.ft2font import FT2Font
 from matplotlib.ticker import MaxNLocator
 
-from kannada.fileio import atomic_write
+from minicnn.files import atomic_write
 
 _DPI = 110
 # Kannada digits U+0CE6..U+0CEF map to 0..9.
@@ -103,7 +103,7 @@ def _plot_curves(ax: Axes, history: Mapping[str, Sequence[float]], key: str) -> 
     if not drawn:
         ax.text(0.5, 0.5, f"no {key} recorded", ha="center", va="center", transform=ax.transAxes)
     # Mark the epochs whose learning rate differs from the epoch before (a scheduler's step).
-    lr = np.asarray(history.get("lr", []), dtype=float)
+    lr = np.asarray(history.get("learning_rate", []), dtype=float)
     changes = np.flatnonzero(lr[1:] != lr[:-1]) + 1 if drawn and lr.size > 1 else []
     for i, index in enumerate(changes):
         ax.axvline(
@@ -139,7 +139,7 @@ def plot_history(
     """Write `accuracy.png` and `loss.png` in `out_dir` from a Keras-style history.
 
     history: lists with one value per epoch under "accuracy", "loss" and, when validated,
-    "val_accuracy", "val_loss"; an optional "lr" list marks learning-rate changes.
+    "val_accuracy", "val_loss"; an optional "learning_rate" list marks its changes.
     Returns the two paths (accuracy, loss).
     """
     out_dir = Path(out_dir)

@@ -22,6 +22,7 @@ from kannada.cli import (
     choose_backend,
     existing_file,
     report_error,
+    run_fast,
 )
 from kannada.data import DataFormatError, read_csv_split, read_idx, read_npz
 from kannada.data.readers import IDX_IMAGES_MAGIC, is_gzip
@@ -32,11 +33,12 @@ PROG = "python -m kannada.predict"
 
 
 def load_model(path: str | Path) -> tuple[minicnn.Sequential, Preprocessing]:
-    """Load a model saved by kannada.train and the preprocessing stored with it.
+    """Load a model saved by kannada.train and the preprocessing stored with it; the model runs
+    on the CPU engine with the NumPy backend (kannada.cli.run_fast).
 
     Raises minicnn.ModelFileError when the file is missing, damaged or not a kannada model.
     """
-    model = minicnn.load(path)
+    model = run_fast(minicnn.load(path))
     try:
         preprocessing = Preprocessing.from_metadata(model.metadata, source=str(path))
     except ValueError as error:

@@ -9,9 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kannada.digits import INPUT_SHAPE
 from kannada.zca import ZCA
-
-IMAGE_SHAPE = (1, 28, 28)  # one sample, NCHW without the batch axis
 
 
 def scale_images(images) -> np.ndarray:
@@ -19,7 +18,7 @@ def scale_images(images) -> np.ndarray:
     images = np.asarray(images)
     if images.ndim == 3:
         images = images[:, None, :, :]
-    if images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE:
+    if images.ndim != 4 or images.shape[1:] != INPUT_SHAPE:
         raise ValueError(
             f"expected images of shape (N, 28, 28) or (N, 1, 28, 28), got {images.shape}"
         )
@@ -47,7 +46,7 @@ class Preprocessing:
         return self.whiten(scale_images(images))
 
     def to_metadata(self) -> dict:
-        """Entries for minicnn.save(metadata=...): JSON values and NumPy arrays."""
+        """Entries for model.save(metadata=...): JSON values and NumPy arrays."""
         meta: dict = {"preprocessing": {"scale": "1/255", "zca": self.zca is not None}}
         if self.zca is not None:
             meta["preprocessing"]["zca_epsilon"] = self.zca.epsilon

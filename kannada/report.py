@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from kannada.fileio import atomic_write
+from minicnn.files import atomic_write
 
 _HEADERS = ("precision", "recall", "f1-score", "support")
 _SECTION_HEADER = re.compile(r"^=== (?P<name>[A-Za-z0-9_-]+) ===$")

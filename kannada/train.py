@@ -13,6 +13,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,10 @@ from kannada.cli import (
     data_fingerprint,
     load_data,
     report_error,
+    run_fast,
     split_rows,
 )
-from kannada.data import Split
+from kannada.data import Dataset, Split
 from kannada.evaluate import VALIDATION, write_evaluation
 from kannada.model import build_model
 from kannada.plots import plot_history
@@ -42,8 +44,7 @@ from minicnn import Adam, NonFiniteLossError, ReduceLROnPlateau
 from minicnn.callbacks import Callback
 
 PROG = "python -m kannada.train"
-# 15 epochs of ~215 s (54,000 training images at ~255 img/s plus validation) fit the default run
-# in about an hour on a 2-core machine; --epochs is there for users with more time.
+# The default run's length; the README gives the time it takes, measured once.
 DEFAULT_EPOCHS = 15
 CHECKPOINT = "checkpoint.npz"
 
@@ -140,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 class EpochCheckpoint(Callback):
     """After every epoch, save everything a resumed run needs into one file (atomically).
 
-    The file is the model (weights, Adam state, learning rate, via minicnn.save) with metadata:
+    The file is the model (weights, Adam state, learning rate, via model.save) with metadata:
     the run's fixed record (preprocessing, config, data, augmenter), the epochs done, the
     history so far, and the ReduceLROnPlateau counters. Put it after the ReduceLROnPlateau in
     the callback list, so that a rate reduced at the end of an epoch is what gets saved.
@@ -169,8 +170,7 @@ class EpochCheckpoint(Callback):
         self.save()
 
     def save(self) -> None:
-        minicnn.save(
-            self.model,
+        self.model.save(
             self.path,
             metadata={
                 **self.record,
@@ -203,6 +203,54 @@ def main(argv: Sequence[str] | None = None) -> int:
         return report_error(PROG, error)
 
 
+def _run(args, parser, argv: list[str], started: float) -> int:
+    """The job, step by step: open the run, prepare the data, the model, train, report."""
+    say = (lambda *a: None) if args.quiet else print
+    run = _resume_run(parser, args) if args.resume is not None else _new_run(parser, args)
+    data = _prepare_data(run, say)
+    checkpoint = _prepare_model(run, data, say, verbose=not args.quiet)
+    try:
+        _train(run, data, checkpoint, verbose=not args.quiet)
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted; continue with: {PROG} --resume {run.folder}"
+            f" (checkpoint after epoch {checkpoint.epochs_done})",
+            file=sys.stderr,
+        )
+        return 130
+    _report(run, data, checkpoint, argv, started)
+    return 0
+
+
+@dataclass
+class Run:
+    """A run: its settings, its folder, and for a resumed run the checkpoint's model and
+    metadata (None for a new run until _prepare_model builds the model)."""
+
+    config: dict[str, Any]
+    folder: Path
+    model: minicnn.Sequential | None = None
+    saved: dict[str, Any] | None = None
+
+    @property
+    def resumed(self) -> bool:
+        return self.saved is not None
+
+
+@dataclass
+class TrainingData:
+    """The data a run trains and validates on, with its preprocessing and augmentation."""
+
+    dataset: Dataset
+    x_train: np.ndarray  # (N, 1, 28, 28) in [0, 1]
+    y_train: np.ndarray
+    validation: Split  # the held-out rows, as uint8 images
+    x_val: np.ndarray  # the validation images, preprocessed
+    preprocessing: Preprocessing
+    augmenter: Augmenter | None
+    record: dict[str, Any]  # what every checkpoint and the final model carry in their metadata
+
+
 def _given_options(args: argparse.Namespace) -> dict[str, Any]:
     """The settings the user put on the command line."""
     return {key: getattr(args, key) for key in DEFAULTS if getattr(args, key) is not None}
@@ -224,8 +272,8 @@ def _check_options(parser: argparse.ArgumentParser, config: dict[str, Any]) -> N
             parser.error(f"--{key.replace('_', '-')}: expected {expected}, found {config[key]}")
 
 
-def _new_run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[dict, Path]:
-    """The config and (new, empty) folder of a fresh run."""
+def _new_run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Run:
+    """The config and (new, empty) folder of a fresh run, on its backend."""
     config = {**DEFAULTS, **_given_options(args)}
     _check_options(parser, config)
     if config["name"] is None:
@@ -234,28 +282,28 @@ def _new_run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple
         while (Path(config["out"]) / config["name"]).exists():  # two runs in one minute
             n += 1
             config["name"] = f"{base}-{n}"
-    run_dir = Path(config["out"]) / config["name"]
-    if (run_dir / CHECKPOINT).exists():
+    folder = Path(config["out"]) / config["name"]
+    if (folder / CHECKPOINT).exists():
         raise RunError(
-            f"{run_dir} already holds a run; continue it with --resume {run_dir} "
+            f"{folder} already holds a run; continue it with --resume {folder} "
             "or choose another --name"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return config, run_dir
+    choose_backend(config["backend"])
+    folder.mkdir(parents=True, exist_ok=True)
+    return Run(config, folder)
 
 
-def _resumed_run(parser: argparse.ArgumentParser, args: argparse.Namespace):
-    """Config, folder, model and checkpoint metadata of the run to continue."""
-    run_dir = Path(args.resume)
-    path = run_dir / CHECKPOINT
+def _resume_run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Run:
+    """Config, folder, model and checkpoint metadata of the run to continue, on its backend
+    (or the one given with --backend)."""
+    folder = Path(args.resume)
+    path = folder / CHECKPOINT
     if not path.is_file():
         raise RunError(
-            f"--resume {run_dir}: no {CHECKPOINT} there; expected the folder of a run "
+            f"--resume {folder}: no {CHECKPOINT} there; expected the folder of a run "
             f"started by {PROG}"
         )
-    model = minicnn.load(path)
-    saved = model.metadata
-    model.metadata = {}
+    saved = minicnn.load(path).metadata  # read once for the settings; loaded again below
     if not isinstance(saved.get("config"), dict) or "epoch" not in saved:
         raise RunError(f"{path}: not a {PROG} checkpoint (no run config or epoch in it)")
     config = dict(saved["config"])
@@ -270,49 +318,38 @@ def _resumed_run(parser: argparse.ArgumentParser, args: argparse.Namespace):
             "--resume continues a run with its saved settings; only --epochs, --data-dir "
             f"and --backend may change, but these differ: {', '.join(changed)}"
         )
-    for key in RESUMABLE:
-        if key in given:
-            config[key] = given[key]
+    config.update({key: given[key] for key in RESUMABLE if key in given})
     _check_options(parser, config)
     if config["epochs"] < saved["epoch"]:
         parser.error(
-            f"--epochs {config['epochs']}: the run in {run_dir} has already trained "
+            f"--epochs {config['epochs']}: the run in {folder} has already trained "
             f"{saved['epoch']} epochs; give at least that many"
         )
-    return config, run_dir, model, saved
+    choose_backend(config["backend"])  # minicnn.load puts the weights on the current backend
+    model = minicnn.load(path)
+    model.metadata = {}
+    return Run(config, folder, model, saved)
 
 
-def _run(args, parser, argv: list[str], started: float) -> int:
-    say = (lambda *a: None) if args.quiet else print
-    resumed = args.resume is not None
-    if resumed:
-        # minicnn.load puts the weights on the current backend: the given one, else the run's.
-        choose_backend(args.backend or "numpy")
-        config, run_dir, model, saved = _resumed_run(parser, args)
-        if config["backend"] != (args.backend or "numpy"):
-            choose_backend(config["backend"])
-            model = minicnn.load(run_dir / CHECKPOINT)
-            model.metadata = {}
-    else:
-        config, run_dir = _new_run(parser, args)
-        saved = None
-        choose_backend(config["backend"])
-
-    # ---- data: rows, split, preprocessing fitted on the training rows only
+def _prepare_data(run: Run, say) -> TrainingData:
+    """Rows, split, and the preprocessing fitted on the training rows only (or, when resuming,
+    the one saved in the checkpoint)."""
+    config = run.config
     dataset = load_data(config["data_dir"])
     train = dataset.train
     fingerprint = data_fingerprint(train)
-    if resumed and saved["data"]["train_sha256"] != fingerprint:
+    if run.resumed and run.saved["data"]["train_sha256"] != fingerprint:
         raise RunError(
-            f"the training data in {dataset.folder} is not the data the run in {run_dir} was "
-            "started with; point --data-dir at that data"
+            f"the training data in {dataset.folder} is not the data the run in {run.folder} "
+            "was started with; point --data-dir at that data"
         )
     train_rows, val_rows = split_rows(len(train), config)
     x_train = scale_images(train.images[train_rows])  # (N, 1, 28, 28) in [0, 1]
-    y_train = train.labels[train_rows]
-    if resumed:
-        preprocessing = Preprocessing.from_metadata(saved, source=str(run_dir / CHECKPOINT))
-        augmenter = Augmenter.from_config(saved["augmenter"]) if saved["augmenter"] else None
+    if run.resumed:
+        source = str(run.folder / CHECKPOINT)
+        preprocessing = Preprocessing.from_metadata(run.saved, source=source)
+        saved_augmenter = run.saved["augmenter"]
+        augmenter = Augmenter.from_config(saved_augmenter) if saved_augmenter else None
     else:
         preprocessing = Preprocessing(ZCA().fit(x_train) if config["zca"] else None)
         augmenter = Augmenter() if config["augment"] else None
@@ -322,16 +359,11 @@ def _run(args, parser, argv: list[str], started: float) -> int:
         ids=None,
         source=f"{train.source} (validation rows)",
     )
-    x_val = preprocessing(validation.images)
-
     say(f"data: {dataset.folder} ({dataset.layout} layout)")
     say(
         f"  training {len(train_rows)} rows, validation {len(val_rows)} rows "
         f"(--val-by {config['val_by']}), Dig-MNIST {_size(dataset.dig)}, test {_size(dataset.test)}"
     )
-
-    # ---- model, schedule, checkpoint
-    schedule = ReduceLROnPlateau(monitor="val_accuracy", factor=0.5, patience=3)
     record = {
         **preprocessing.to_metadata(),
         "config": config,
@@ -343,68 +375,92 @@ def _run(args, parser, argv: list[str], started: float) -> int:
         },
         "augmenter": augmenter.to_config() if augmenter else None,
     }
-    if resumed:
-        schedule.set_state(saved["lr_schedule"])
-        epochs_done, history = int(saved["epoch"]), saved["history"]
-        say(f"resuming {run_dir} after epoch {epochs_done}, lr {model.optimizer.lr:.3g}")
-    else:
-        model = build_model(seed=config["seed"])
-        model.compile(Adam(lr=config["lr"]))
-        epochs_done, history = 0, {}
-        if not args.quiet:
-            model.summary()
-    checkpoint = EpochCheckpoint(run_dir / CHECKPOINT, record, schedule, history, epochs_done)
-    checkpoint.set_model(model)
-    if not resumed:
-        checkpoint.save()  # epoch 0: even a run that fails in its first epoch can be resumed
+    return TrainingData(
+        dataset=dataset,
+        x_train=x_train,
+        y_train=train.labels[train_rows],
+        validation=validation,
+        x_val=preprocessing(validation.images),
+        preprocessing=preprocessing,
+        augmenter=augmenter,
+        record=record,
+    )
 
-    # ---- training
+
+def _prepare_model(run: Run, data: TrainingData, say, verbose: bool) -> EpochCheckpoint:
+    """The model (new, or the checkpoint's) on the CPU engine, its learning-rate schedule, and
+    the callback that saves a checkpoint after every epoch."""
+    schedule = ReduceLROnPlateau(monitor="val_accuracy", factor=0.5, patience=3)
+    if run.resumed:
+        schedule.set_state(run.saved["lr_schedule"])
+        epochs_done, history = int(run.saved["epoch"]), dict(run.saved["history"])
+        if "lr" in history:  # checkpoints written before minicnn adopted Keras' name
+            history["learning_rate"] = history.pop("lr")
+        rate = run.model.optimizer.learning_rate
+        say(f"resuming {run.folder} after epoch {epochs_done}, learning rate {rate:.3g}")
+    else:
+        run.model = build_model(seed=run.config["seed"])
+        run.model.compile(Adam(learning_rate=run.config["lr"]))
+        epochs_done, history = 0, {}
+        if verbose:
+            run.model.summary()
+    run_fast(run.model)
+    if run.model.engine is not None:
+        say(run.model.engine.describe())
+    checkpoint = EpochCheckpoint(
+        run.folder / CHECKPOINT, data.record, schedule, history, epochs_done
+    )
+    checkpoint.set_model(run.model)
+    if not run.resumed:
+        checkpoint.save()  # epoch 0: even a run that fails in its first epoch can be resumed
+    return checkpoint
+
+
+def _train(run: Run, data: TrainingData, checkpoint: EpochCheckpoint, verbose: bool) -> None:
+    """fit() with the schedule and the checkpoint; a NaN loss becomes a RunError that says
+    which checkpoint is kept."""
     try:
-        model.fit(
-            x_train,
-            y_train,
-            batch_size=config["batch_size"],
-            epochs=config["epochs"],
-            validation_data=(x_val, validation.labels),
-            callbacks=[schedule, checkpoint],
-            augment=batch_transform(preprocessing, augmenter),
-            seed=config["seed"],
-            verbose=0 if args.quiet else 1,
-            initial_epoch=epochs_done,
+        run.model.fit(
+            data.x_train,
+            data.y_train,
+            batch_size=run.config["batch_size"],
+            epochs=run.config["epochs"],
+            validation_data=(data.x_val, data.validation.labels),
+            callbacks=[checkpoint.schedule, checkpoint],
+            augment=batch_transform(data.preprocessing, data.augmenter),
+            seed=run.config["seed"],
+            verbose=int(verbose),
+            initial_epoch=checkpoint.epochs_done,
         )
     except NonFiniteLossError as error:
         raise RunError(
             f"{error}\nThe last good checkpoint (after epoch {checkpoint.epochs_done}) is kept "
-            f"in {run_dir / CHECKPOINT}; a lower --lr in a new run may help."
+            f"in {run.folder / CHECKPOINT}; a lower --lr in a new run may help."
         ) from error
-    except KeyboardInterrupt:
-        print(
-            f"\ninterrupted; continue with: {PROG} --resume {run_dir}"
-            f" (checkpoint after epoch {checkpoint.epochs_done})",
-            file=sys.stderr,
-        )
-        return 130
 
-    # ---- reports: every split through the same Preprocessing object
-    say("evaluating on validation, Dig-MNIST and test ...")
+
+def _report(run: Run, data: TrainingData, checkpoint: EpochCheckpoint, argv, started) -> None:
+    """Every split through the same preprocessing: reports, figures, the model for prediction
+    and metrics.json; then the summary lines."""
+    model, config, folder = run.model, run.config, run.folder
+    print("evaluating on validation, Dig-MNIST and test ...")
     history = checkpoint.history
-    parts = {VALIDATION: validation, "dig": dataset.dig, "test": dataset.test}
+    parts = {VALIDATION: data.validation, "dig": data.dataset.dig, "test": data.dataset.test}
     parts = {name: split for name, split in parts.items() if split is not None}
-    metrics, written = write_evaluation(model, preprocessing, parts, run_dir)
-    written += [write_history_csv(history, run_dir / "history.csv")]
-    written += plot_history(history, run_dir)
-    if augmenter is not None:
+    metrics, written = write_evaluation(model, data.preprocessing, parts, folder)
+    written += [write_history_csv(history, folder / "history.csv")]
+    written += plot_history(history, folder)
+    if data.augmenter is not None:
         rng = np.random.default_rng(config["seed"])
-        path = run_dir / "augmented_examples.png"
-        written.append(save_examples_figure(x_train, augmenter, path, rng))
+        path = folder / "augmented_examples.png"
+        written.append(save_examples_figure(data.x_train, data.augmenter, path, rng))
     accuracies = {f"{name}_accuracy": m["accuracy"] for name, m in metrics.items()}
     written.append(
-        minicnn.save(
-            model,
-            run_dir / "model.npz",
-            metadata={**record, "epochs_trained": checkpoint.epochs_done, **accuracies},
+        model.save(
+            folder / "model.npz",
+            metadata={**data.record, "epochs_trained": checkpoint.epochs_done, **accuracies},
             # for prediction only: checkpoint.npz keeps Adam's state for --resume, and
-            # leaving it out here makes the file a third of the size (~4.7 MB)
+            # leaving it out here makes the file a third of the size
             include_optimizer=False,
         )
     )
@@ -412,19 +468,20 @@ def _run(args, parser, argv: list[str], started: float) -> int:
     summary = {
         **metrics,
         "epochs_trained": checkpoint.epochs_done,
-        "resumed_after_epoch": int(saved["epoch"]) if resumed else None,
-        "final_lr": model.optimizer.lr,
+        "resumed_after_epoch": int(run.saved["epoch"]) if run.resumed else None,
+        "final_learning_rate": model.optimizer.learning_rate,
         "seconds_per_epoch": float(np.mean(seconds)) if seconds else None,
         "epoch_seconds": seconds,
         "training_seconds": float(np.sum(seconds)),
         "wall_time_seconds": time.perf_counter() - started,
         "peak_memory_rss_mb": peak_memory_mb(),
-        "data_dir": str(dataset.folder),
-        "layout": dataset.layout,
+        "engine": model.engine.describe() if model.engine is not None else "plain layers",
+        "data_dir": str(data.dataset.folder),
+        "layout": data.dataset.layout,
         "command_line": shlex.join([*PROG.split(), *argv]),
         "config": config,
     }
-    written.append(write_metrics_json(summary, run_dir / "metrics.json"))
+    written.append(write_metrics_json(summary, folder / "metrics.json"))
 
     for name, label in ((VALIDATION, "validation"), ("dig", "Dig-MNIST"), ("test", "test")):
         if name in metrics:
@@ -433,10 +490,9 @@ def _run(args, parser, argv: list[str], started: float) -> int:
         f"{checkpoint.epochs_done} epochs, {summary['training_seconds']:.0f} s of training, "
         f"peak memory {summary['peak_memory_rss_mb']:.0f} MB"
     )
-    print(f"run folder: {run_dir}")
+    print(f"run folder: {folder}")
     for path in sorted(set(written)):
         print(f"  {path}")
-    return 0
 
 
 def _size(split: Split | None) -> str:

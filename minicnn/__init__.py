@@ -1,41 +1,30 @@
 """minicnn: a small, readable convolutional network framework written in NumPy.
 
-The array backend is NumPy or CuPy (minicnn.backend); layers live in minicnn.layers.
+The layers (minicnn.layers) are the textbook algorithm and run on NumPy or CuPy
+(minicnn.backend); minicnn.engine runs the same model faster on the CPU. Importing minicnn
+changes nothing in the process: no allocator setting, no thread pool, no environment read.
 """
 
-from minicnn import (
-    backend,
-    callbacks,
-    gradcheck,
-    initializers,
-    layers,
-    losses,
-    memory,
-    optimizers,
-)
+from minicnn import backend, callbacks, engine, gradcheck, initializers, layers, losses, optimizers
 from minicnn.backend import get_array_module, set_backend, to_device, to_numpy
 from minicnn.callbacks import EarlyStopping, History, ModelCheckpoint, ReduceLROnPlateau
+from minicnn.engine import CPUEngine
 from minicnn.layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
 from minicnn.losses import SoftmaxCrossEntropy
-from minicnn.model import NonFiniteLossError, Sequential
+from minicnn.model import NonFiniteLossError, Sequential, load
 from minicnn.optimizers import SGD, Adam
-from minicnn.serialization import ModelFileError, load, save
+from minicnn.serialization import ModelFileError
 
 __version__ = "0.1.0"
-
-# Training allocates and frees the same large arrays every step; keep them in the process
-# rather than page-faulting them in again each time (minicnn.memory: 3-15% per step).
-if memory.enabled_by_environment():
-    memory.keep_freed_memory()
 
 __all__ = [
     "backend",
     "callbacks",
+    "engine",
     "gradcheck",
     "initializers",
     "layers",
     "losses",
-    "memory",
     "optimizers",
     "get_array_module",
     "set_backend",
@@ -45,6 +34,7 @@ __all__ = [
     "History",
     "ModelCheckpoint",
     "ReduceLROnPlateau",
+    "CPUEngine",
     "BatchNorm",
     "Conv2D",
     "Dense",
@@ -55,9 +45,8 @@ __all__ = [
     "SoftmaxCrossEntropy",
     "NonFiniteLossError",
     "Sequential",
+    "load",
     "SGD",
     "Adam",
     "ModelFileError",
-    "load",
-    "save",
 ]

@@ -7,7 +7,6 @@ Code elsewhere never imports CuPy; it asks an array which module it lives on
 from __future__ import annotations
 
 import contextlib
-import os
 import types
 
 import numpy as np
@@ -15,7 +14,7 @@ import numpy as np
 _INSTALL_HINT = (
     "Install CuPy for your CUDA version, e.g. `pip install 'minicnn-kannada[gpu]'` "
     "(cupy-cuda12x) or see https://docs.cupy.dev/en/stable/install.html, "
-    "or use the NumPy backend: set_backend('numpy') / MINICNN_BACKEND=numpy."
+    "or use the NumPy backend: set_backend('numpy')."
 )
 
 _backend: types.ModuleType = np
@@ -83,7 +82,7 @@ def _set_module(module: types.ModuleType) -> None:
 
 
 def get_backend() -> types.ModuleType:
-    """The array module chosen by set_backend() or MINICNN_BACKEND (default NumPy)."""
+    """The array module chosen by set_backend() (default NumPy)."""
     return _backend
 
 
@@ -120,8 +119,3 @@ def to_device(x, dtype=None):
         x = to_numpy(x)
         return x if dtype is None else x.astype(dtype, copy=False)
     return xp.asarray(x, dtype=dtype)
-
-
-_env_choice = os.environ.get("MINICNN_BACKEND", "").strip()
-if _env_choice:
-    set_backend(_env_choice)

@@ -1,7 +1,7 @@
 """Callbacks: code that runs at the end of each epoch with that epoch's logs (Keras semantics).
 
 `logs` is a dict such as {"loss": .., "accuracy": .., "val_loss": .., "val_accuracy": .., "lr": ..}.
-A callback may set `model.stop_training = True` or change `model.optimizer.lr`. Callbacks keep
+A callback may set `model.stop_training = True` or change `model.optimizer.learning_rate`. Callbacks keep
 their counters from one fit() to the next (a resumed run continues where it stopped): use a new
 callback object for a new, independent training run.
 """
@@ -101,12 +101,12 @@ class ReduceLROnPlateau(Callback):
             self.wait += 1
             if self.wait >= self.patience:
                 optimizer = self.model.optimizer
-                old_lr = optimizer.lr
-                if old_lr > self.min_lr:
-                    optimizer.lr = max(old_lr * self.factor, self.min_lr)
+                old_rate = optimizer.learning_rate
+                if old_rate > self.min_lr:
+                    optimizer.learning_rate = max(old_rate * self.factor, self.min_lr)
                     if self.verbose:
                         print(
-                            f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {optimizer.lr:.6g}."
+                            f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {optimizer.learning_rate:.6g}."
                         )
                     self.cooldown_counter = self.cooldown
                     self.wait = 0
@@ -175,7 +175,7 @@ class EarlyStopping(Callback):
 
 
 class ModelCheckpoint(Callback):
-    """Save the model (minicnn.save: atomic, with optimiser state) after each epoch.
+    """Save the model (model.save: atomic, with optimiser state) after each epoch.
 
     `filepath` may contain "{epoch}" (1-based) and any log key, e.g. "ckpt-{epoch:02d}.npz".
     With `save_best_only`, only epochs that improve `monitor` are saved.
@@ -196,14 +196,12 @@ class ModelCheckpoint(Callback):
         self.is_better, self.best = _improvement_test(monitor, mode, 0.0)
 
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
-        from minicnn.serialization import save  # here to avoid an import cycle
-
         if self.save_best_only:
             current = _monitored_value("ModelCheckpoint", self.monitor, logs)
             if current is None or not self.is_better(current, self.best):
                 return
             self.best = current
-        save(self.model, self.filepath.format(epoch=epoch + 1, **logs), metadata=self.metadata)
+        self.model.save(self.filepath.format(epoch=epoch + 1, **logs), metadata=self.metadata)
 
 
 class History(Callback):

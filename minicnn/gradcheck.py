@@ -41,12 +41,14 @@ def numerical_gradient(f, x, eps: float = 1e-5):
     return grad
 
 
-def gradient_errors(layer, x, dy=None, eps: float = 1e-5, seed: int = 0) -> dict[str, float]:
+def gradient_errors(
+    layer, x, dy=None, eps: float = 1e-5, seed: int = 0, training: bool = True
+) -> dict[str, float]:
     """Relative error of the input gradient ("x") and of every parameter's gradient.
 
-    The layer is checked through the scalar L = sum(forward(x) * dy) with a fixed random `dy`,
-    so dL/dy = dy and backward(dy) must give dL/dx. `x` must be float64; the layer is built (or
-    cast) to float64.
+    The layer is checked through the scalar L = sum(forward(x, training) * dy) with a fixed
+    random `dy`, so dL/dy = dy and backward(dy) must give dL/dx. `x` must be float64; the layer
+    is built (or cast) to float64.
     """
     xp = get_array_module(x)
     x = xp.ascontiguousarray(x, dtype=np.float64)
@@ -58,10 +60,9 @@ def gradient_errors(layer, x, dy=None, eps: float = 1e-5, seed: int = 0) -> dict
     saved_state = {k: v.copy() for k, v in layer.state.items()}
     if hasattr(layer, "reseed"):
         layer.reseed(np.random.default_rng(seed))
-    y = layer.forward(x, training=True)
+    y = layer.forward(x, training=training)
     if dy is None:
         dy = xp.asarray(np.random.default_rng(seed).standard_normal(y.shape))
-    layer.needs_input_grad = True
     dx = layer.backward(dy)
     analytic = {"x": dx, **{k: v.copy() for k, v in layer.grads.items()}}
 
@@ -69,7 +70,7 @@ def gradient_errors(layer, x, dy=None, eps: float = 1e-5, seed: int = 0) -> dict
         layer.state.update({k: v.copy() for k, v in saved_state.items()})
         if hasattr(layer, "reseed"):  # Dropout: the same mask at every call
             layer.reseed(np.random.default_rng(seed))
-        return float((layer.forward(x, training=True) * dy).sum())
+        return float((layer.forward(x, training=training) * dy).sum())
 
     errors = {"x": relative_error(analytic["x"], numerical_gradient(loss, x, eps))}
     for key, param in layer.params.items():
@@ -79,14 +80,18 @@ def gradient_errors(layer, x, dy=None, eps: float = 1e-5, seed: int = 0) -> dict
     return errors
 
 
-def check_layer(layer, x, dy=None, eps: float = 1e-5, seed: int = 0) -> float:
+def check_layer(
+    layer, x, dy=None, eps: float = 1e-5, seed: int = 0, training: bool = True
+) -> float:
     """The worst relative error over the input gradient and every parameter gradient."""
-    return max(gradient_errors(layer, x, dy=dy, eps=eps, seed=seed).values())
+    errors = gradient_errors(layer, x, dy=dy, eps=eps, seed=seed, training=training)
+    return max(errors.values())
 
 
 def check_model(model, x, labels, eps: float = 1e-5) -> float:
     """Worst relative error of every parameter gradient of a whole Sequential model (float64)
-    through its loss (mean softmax cross-entropy unless compiled otherwise)."""
+    through its loss (mean softmax cross-entropy unless compiled otherwise), through whatever
+    runs the model: its plain layers, or its engine."""
     model._ensure_compiled()
     xp = get_array_module(x)
     x = xp.asarray(x, dtype=np.float64)
@@ -99,7 +104,7 @@ def check_model(model, x, labels, eps: float = 1e-5) -> float:
         return model.loss.forward(model.forward(x, training=True), labels)
 
     loss()
-    model.backward(model.loss.backward())
+    model.backward(model.loss.backward(), input_gradient=False)
     worst = 0.0
     for _, param, grad in list(model.named_params()):
         analytic = grad.copy()

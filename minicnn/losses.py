@@ -81,3 +81,12 @@ class SoftmaxCrossEntropy:
         grad -= target
         grad /= log_probs.dtype.type(log_probs.shape[0])
         return grad
+
+
+# compile(loss=...): the last layer outputs logits, so Keras' cross-entropy names mean their
+# from_logits=True forms; SoftmaxCrossEntropy takes integer labels and one-hot rows alike.
+LOSS_NAMES = {
+    "sparse_categorical_crossentropy": SoftmaxCrossEntropy,
+    "categorical_crossentropy": SoftmaxCrossEntropy,
+    "softmax_cross_entropy": SoftmaxCrossEntropy,
+}

@@ -7,23 +7,48 @@ which lets a checkpoint save and restore it.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from minicnn.backend import get_array_module, to_numpy
 
 
-class Optimizer:
-    """Base class: `step(named_params)` with (name, param, grad) triples; `lr` is settable."""
+def _rate(learning_rate: float | None, lr: float | None, default: float) -> float:
+    """The learning rate from Keras' `learning_rate` or its short alias `lr` (else `default`)."""
+    if lr is not None:
+        if learning_rate is not None and learning_rate != lr:
+            raise ValueError(f"give learning_rate or lr, not both ({learning_rate!r} and {lr!r})")
+        learning_rate = lr
+    if learning_rate is None:
+        learning_rate = default
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real):
+        raise TypeError(f"learning_rate must be a number, got {learning_rate!r}")
+    if not learning_rate > 0:
+        raise ValueError(f"learning_rate must be positive, got {learning_rate!r}")
+    return float(learning_rate)
 
-    def __init__(self, lr: float, weight_decay: float = 0.0) -> None:
-        if lr <= 0:
-            raise ValueError(f"learning rate must be positive, got {lr!r}")
+
+class Optimizer:
+    """Base class: `step(named_params)` with (name, param, grad) triples; `learning_rate` (alias
+    `lr`) may be changed between steps, as ReduceLROnPlateau does."""
+
+    def __init__(self, learning_rate: float, weight_decay: float = 0.0) -> None:
         if weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
-        self.lr = float(lr)
+        self.learning_rate = float(learning_rate)
         self.weight_decay = float(weight_decay)
         self.iterations = 0
         self.slots: dict[str, dict] = {}  # slot name -> {param name -> array}
+
+    @property
+    def lr(self) -> float:
+        """Alias of `learning_rate`."""
+        return self.learning_rate
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        self.learning_rate = float(value)
 
     def get_config(self) -> dict:
         raise NotImplementedError
@@ -40,7 +65,7 @@ class Optimizer:
         for name, param, grad in named_params:
             if self.weight_decay:
                 # Decoupled weight decay, as Keras 3 and AdamW: shrink the weight directly.
-                param -= param.dtype.type(self.lr * self.weight_decay) * param
+                param -= param.dtype.type(self.learning_rate * self.weight_decay) * param
             self.update(name, param, grad)
 
     def update(self, name: str, param, grad) -> None:
@@ -49,7 +74,10 @@ class Optimizer:
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
         """Every array of the optimiser's state as NumPy, by "slot/param name"."""
-        state = {"iterations": np.array(self.iterations, dtype=np.int64), "lr": np.array(self.lr)}
+        state = {
+            "iterations": np.array(self.iterations, dtype=np.int64),
+            "learning_rate": np.array(self.learning_rate),
+        }
         for slot, table in self.slots.items():
             for name, value in table.items():
                 state[f"{slot}/{name}"] = to_numpy(value).copy()
@@ -58,10 +86,11 @@ class Optimizer:
     def load_state_dict(self, state: dict, xp=np) -> None:
         """Restore what state_dict() returned; arrays are moved onto `xp`."""
         self.iterations = int(state["iterations"])
-        self.lr = float(state["lr"])
+        # files written before the Keras name was adopted call it "lr"
+        self.learning_rate = float(state["learning_rate" if "learning_rate" in state else "lr"])
         self.slots = {}
         for key, value in state.items():
-            if "/" in key:
+            if "/" in key:  # "m/3.W": slot m of parameter 3.W
                 slot, name = key.split("/", 1)
                 self.slots.setdefault(slot, {})[name] = xp.array(value)  # a copy
 
@@ -75,12 +104,13 @@ class SGD(Optimizer):
 
     def __init__(
         self,
-        lr: float = 0.01,
+        learning_rate: float | None = None,
         momentum: float = 0.0,
         nesterov: bool = False,
         weight_decay: float = 0.0,
+        lr: float | None = None,
     ) -> None:
-        super().__init__(lr, weight_decay)
+        super().__init__(_rate(learning_rate, lr, default=0.01), weight_decay)
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
         if nesterov and momentum == 0.0:
@@ -90,14 +120,14 @@ class SGD(Optimizer):
 
     def get_config(self) -> dict:
         return {
-            "lr": self.lr,
+            "learning_rate": self.learning_rate,
             "momentum": self.momentum,
             "nesterov": self.nesterov,
             "weight_decay": self.weight_decay,
         }
 
     def update(self, name, param, grad) -> None:
-        lr = param.dtype.type(self.lr)
+        lr = param.dtype.type(self.learning_rate)
         if self.momentum == 0.0:
             param -= lr * grad
             return
@@ -122,13 +152,14 @@ class Adam(Optimizer):
 
     def __init__(
         self,
-        lr: float = 1e-3,
+        learning_rate: float | None = None,
         beta_1: float = 0.9,
         beta_2: float = 0.999,
         epsilon: float = 1e-7,
         weight_decay: float = 0.0,
+        lr: float | None = None,
     ) -> None:
-        super().__init__(lr, weight_decay)
+        super().__init__(_rate(learning_rate, lr, default=1e-3), weight_decay)
         for label, beta in (("beta_1", beta_1), ("beta_2", beta_2)):
             if not 0.0 <= beta < 1.0:
                 raise ValueError(f"{label} must be in [0, 1), got {beta!r}")
@@ -138,7 +169,7 @@ class Adam(Optimizer):
 
     def get_config(self) -> dict:
         return {
-            "lr": self.lr,
+            "learning_rate": self.learning_rate,
             "beta_1": self.beta_1,
             "beta_2": self.beta_2,
             "epsilon": self.epsilon,
@@ -150,7 +181,7 @@ class Adam(Optimizer):
         t = self.iterations
         dtype = param.dtype.type
         b1, b2 = dtype(self.beta_1), dtype(self.beta_2)
-        step = dtype(self.lr * np.sqrt(1.0 - self.beta_2**t) / (1.0 - self.beta_1**t))
+        step = dtype(self.learning_rate * np.sqrt(1.0 - self.beta_2**t) / (1.0 - self.beta_1**t))
         m = self._slot("m", name, param)
         v = self._slot("v", name, param)
         m *= b1
@@ -161,3 +192,5 @@ class Adam(Optimizer):
 
 
 OPTIMIZER_TYPES = {"SGD": SGD, "Adam": Adam}
+# compile("adam"): Keras' names, each with its default settings.
+OPTIMIZER_NAMES = {"adam": Adam, "sgd": SGD}

@@ -1,11 +1,13 @@
-"""Save and load a model as one .npz file: architecture (JSON), weights, optimiser state and
-user metadata. No pickle: every entry is a plain array, loaded with allow_pickle=False.
+"""The model file format: one .npz archive of plain arrays, never pickle.
+
+This module reads and writes archives; it knows nothing about models. `Sequential.save` and
+`minicnn.load` (minicnn.model) decide what goes into them.
 
 Layout of the archive (format version 1):
     "manifest"         JSON: format, version, architecture, optimiser config, metadata, and a
                        SHA-256 digest of every other entry (so tampering is detected)
     "weights/<name>"   parameters and layer state by stable name ("3.W", "4.running_mean")
-    "optimizer/<key>"  optimiser state ("iterations", "lr", "m/3.W", ...)
+    "optimizer/<key>"  optimiser state ("iterations", "learning_rate", "m/3.W", ...)
     "metadata/<key>"   metadata values that are arrays (JSON-able values live in the manifest)
 """
 
@@ -13,27 +15,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from minicnn.backend import get_backend
-from minicnn.layers import LAYER_TYPES
-from minicnn.losses import SoftmaxCrossEntropy
-from minicnn.optimizers import OPTIMIZER_TYPES
+from minicnn.files import atomic_write
 
 FORMAT_NAME = "minicnn-model"
 FORMAT_VERSION = 1
+ZIP_SIGNATURE = b"PK\x03\x04"  # every .npz file starts with these bytes (a zip archive)
 
 
 class ModelFileError(ValueError):
     """A model file is missing, truncated, tampered with, or does not describe a valid model."""
 
 
-def _digest(array: np.ndarray) -> str:
+def digest(array: np.ndarray) -> str:
+    """SHA-256 of an array's dtype, shape and bytes."""
     h = hashlib.sha256()
     h.update(str(array.dtype).encode())
     h.update(str(array.shape).encode())
@@ -41,49 +40,15 @@ def _digest(array: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def save(model, path, metadata: dict | None = None, include_optimizer: bool = True) -> Path:
-    """Write `model` to `path` (.npz) atomically: a temp file in the same folder, then a rename,
-    so an interrupted save never leaves a half-written model behind.
-
-    `metadata` (merged over `model.metadata`): a dict whose values are JSON-serialisable or
-    NumPy arrays (e.g. a preprocessing matrix). `include_optimizer=False` leaves out the
-    optimiser and its state (Adam's two moments are twice the size of the weights): enough for
-    prediction, not for resuming training. Returns the path written.
-    """
+def write_archive(path, manifest: dict, arrays: dict[str, np.ndarray]) -> Path:
+    """Write the manifest (with the digests of `arrays` added) and the arrays to `path`,
+    atomically: an interrupted write never leaves a half-written file behind."""
     path = Path(path)
-    meta = {**getattr(model, "metadata", {}), **(metadata or {})}
-    arrays: dict[str, np.ndarray] = {}
-    json_meta = {}
-    for key, value in meta.items():
-        if isinstance(value, np.ndarray) or type(value).__module__.split(".")[0] == "cupy":
-            arrays[f"metadata/{key}"] = np.asarray(value.get() if hasattr(value, "get") else value)
-        else:
-            json_meta[key] = value
-    for name, value in model.get_weights().items():
-        arrays[f"weights/{name}"] = value
-    optimizer_config = None
-    if model.optimizer is not None and include_optimizer:
-        optimizer_config = {
-            "type": type(model.optimizer).__name__,
-            "config": model.optimizer.get_config(),
-        }
-        for key, value in model.optimizer.state_dict().items():
-            arrays[f"optimizer/{key}"] = value
     manifest = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
-        "architecture": {
-            "input_shape": list(model.input_shape),
-            "dtype": str(model.dtype),
-            "layers": [
-                {"type": type(layer).__name__, "config": layer.get_config()}
-                for layer in model.layers
-            ],
-        },
-        "loss": {"label_smoothing": model.loss.label_smoothing} if model.loss is not None else None,
-        "optimizer": optimizer_config,
-        "metadata": json_meta,
-        "digests": {key: _digest(value) for key, value in arrays.items()},
+        **manifest,
+        "digests": {key: digest(value) for key, value in arrays.items()},
     }
     try:
         manifest_text = json.dumps(manifest, allow_nan=True)
@@ -91,42 +56,15 @@ def save(model, path, metadata: dict | None = None, include_optimizer: bool = Tr
         raise TypeError(
             f"metadata for {path} must be JSON-serialisable or NumPy arrays: {error}"
         ) from error
-    arrays["manifest"] = np.array(manifest_text)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        umask = os.umask(0)  # mkstemp creates 0600 files; give the usual permissions instead
-        os.umask(umask)
-        os.chmod(tmp_name, 0o666 & ~umask)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb") as handle:
+        np.savez(handle, manifest=np.array(manifest_text), **arrays)
     return path
 
 
-def _read_archive(path: Path) -> dict[str, np.ndarray]:
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such model file")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {key: archive[key] for key in archive.files}
-    except (zipfile.BadZipFile, EOFError, OSError) as error:
-        raise ModelFileError(
-            f"{path}: not a readable minicnn model file (truncated or corrupt: {error})"
-        ) from error
-    except ValueError as error:  # e.g. an entry that would need pickle
-        raise ModelFileError(f"{path}: invalid entry in model file ({error})") from error
-
-
-def load_manifest(path) -> tuple[dict, dict[str, np.ndarray]]:
+def read_archive(path) -> tuple[dict, dict[str, np.ndarray]]:
     """Read and verify a model file. Returns (manifest, arrays) or raises ModelFileError."""
     path = Path(path)
-    arrays = _read_archive(path)
+    arrays = _read_entries(path)
     if "manifest" not in arrays:
         raise ModelFileError(f"{path}: no 'manifest' entry; this is not a minicnn model file")
     try:
@@ -147,61 +85,37 @@ def load_manifest(path) -> tuple[dict, dict[str, np.ndarray]]:
             f"{path}: entries do not match the manifest (missing {missing}, unexpected {extra})"
         )
     for key, value in arrays.items():
-        if _digest(value) != digests[key]:
+        if digest(value) != digests[key]:
             raise ModelFileError(
                 f"{path}: entry {key!r} does not match its checksum (the file was modified)"
             )
     return manifest, arrays
 
 
-def load(path):
-    """Rebuild the model saved at `path` with its weights, optimiser state and metadata.
-
-    The model's arrays are placed on the current backend. Raises ModelFileError naming the file
-    and the problem when the file is missing, truncated, tampered with or inconsistent.
-    """
-    from minicnn.model import Sequential  # here to avoid an import cycle
-
-    path = Path(path)
-    manifest, arrays = load_manifest(path)
+def _read_entries(path: Path) -> dict[str, np.ndarray]:
+    if not path.exists():
+        raise ModelFileError(f"{path}: no such model file")
+    if not path.is_file():
+        raise ModelFileError(f"{path}: is a folder, not a model file")
+    not_a_model = (
+        f"{path}: not a minicnn model file (a model file is a .npz archive written by "
+        "model.save or kannada.train"
+    )
     try:
-        arch = manifest["architecture"]
-        layers = []
-        for i, spec in enumerate(arch["layers"]):
-            cls = LAYER_TYPES.get(spec["type"])
-            if cls is None:
-                raise ModelFileError(f"{path}: layer {i} has unknown type {spec['type']!r}")
-            layers.append(cls(**spec["config"]))
-        model = Sequential(layers, input_shape=arch["input_shape"], dtype=arch["dtype"])
-    except ModelFileError:
-        raise
-    except (KeyError, TypeError, ValueError) as error:
-        raise ModelFileError(f"{path}: invalid architecture in manifest ({error})") from error
-
-    weights = {k.removeprefix("weights/"): v for k, v in arrays.items() if k.startswith("weights/")}
+        with open(path, "rb") as handle:
+            signature = handle.read(len(ZIP_SIGNATURE))
+    except OSError as error:
+        raise ModelFileError(f"{path}: cannot be read ({error.strerror})") from error
+    if signature != ZIP_SIGNATURE:
+        raise ModelFileError(f"{not_a_model}; this file is not one)")
     try:
-        model.set_weights(weights)
-    except ValueError as error:
-        raise ModelFileError(f"{path}: {error}") from error
-
-    loss_config = manifest.get("loss")
-    optimizer_spec = manifest.get("optimizer")
-    optimizer = None
-    if optimizer_spec is not None:
-        cls = OPTIMIZER_TYPES.get(optimizer_spec.get("type"))
-        if cls is None:
-            raise ModelFileError(f"{path}: unknown optimizer type {optimizer_spec.get('type')!r}")
-        optimizer = cls(**optimizer_spec["config"])
-        state = {
-            k.removeprefix("optimizer/"): v for k, v in arrays.items() if k.startswith("optimizer/")
-        }
-        if state:
-            optimizer.load_state_dict(state, xp=get_backend())
-    model.compile(optimizer, SoftmaxCrossEntropy(**loss_config) if loss_config else None)
-
-    metadata = dict(manifest.get("metadata", {}))
-    for key, value in arrays.items():
-        if key.startswith("metadata/"):
-            metadata[key.removeprefix("metadata/")] = value
-    model.metadata = metadata
-    return model
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+    except (zipfile.BadZipFile, EOFError, OSError) as error:
+        raise ModelFileError(
+            f"{path}: not a readable minicnn model file (truncated or corrupt: {error})"
+        ) from error
+    except ValueError as error:  # an entry that is not a plain array (it would need pickle)
+        raise ModelFileError(f"{not_a_model}; it holds an entry that is not a plain array)") from (
+            error
+        )

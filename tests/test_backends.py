@@ -105,7 +105,7 @@ def test_model_files_cross_between_cpu_and_gpu(tmp_path, save_on, load_on):
         model = small_model()
         model.fit(x, y, batch_size=4, epochs=1, seed=0, verbose=0)
         expected = model.predict(x)
-        mc.save(model, tmp_path / "model.npz")
+        model.save(tmp_path / "model.npz")
     with use_backend(load_on):
         loaded = mc.load(tmp_path / "model.npz")
         np.testing.assert_allclose(loaded.predict(x), expected, rtol=1e-4, atol=1e-5)

@@ -56,7 +56,7 @@ def tiny_model(tmp_path_factory) -> Path:
     """An untrained Flatten + Dense model saved as kannada.train saves one (no ZCA)."""
     model = minicnn.Sequential([minicnn.Flatten(), minicnn.Dense(10)], seed=0)
     path = tmp_path_factory.mktemp("model") / "model.npz"
-    minicnn.save(model, path, metadata=Preprocessing().to_metadata())
+    model.save(path, metadata=Preprocessing().to_metadata())
     return path
 
 

@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+from kannada.digits import IMAGE_SIDE
 from kannada.drawing import (
     DIGIT_BOX,
-    IMAGE_SIDE,
     MAX_SIDE,
     EmptyDrawing,
     UnreadableImage,

@@ -2,7 +2,6 @@
 
 import numpy as np
 
-import minicnn
 from kannada import export
 from kannada.model import build_model
 from kannada.predict import load_model, predict_images
@@ -21,7 +20,7 @@ def test_export_drops_optimizer_state_and_predicts_the_same(tmp_path):
     metadata = {**preprocessing.to_metadata(), "note": "kept"}
     metadata["zca_matrix"] = preprocessing.zca.matrix
     del metadata["zca_matrix_upper"]
-    source = minicnn.save(model, tmp_path / "model.npz", metadata=metadata)
+    source = model.save(tmp_path / "model.npz", metadata=metadata)
 
     assert export.main(["--model", str(source), "--output", str(tmp_path / "small.npz")]) == 0
     small = tmp_path / "small.npz"

@@ -11,11 +11,11 @@ import minicnn as mc
 def test_sgd_plain_momentum_and_nesterov_by_hand():
     g1, g2 = np.array([1.0, -2.0]), np.array([0.5, 0.5])
     p = np.array([1.0, 1.0])
-    mc.SGD(lr=0.1).step([("p", p, g1)])
+    mc.SGD(learning_rate=0.1).step([("p", p, g1)])
     np.testing.assert_allclose(p, [0.9, 1.2])
 
     p = np.array([1.0, 1.0])
-    opt = mc.SGD(lr=0.1, momentum=0.9)
+    opt = mc.SGD(learning_rate=0.1, momentum=0.9)
     opt.step([("p", p, g1)])  # v = -0.1 g1
     opt.step([("p", p, g2)])  # v = 0.9 v - 0.1 g2
     v1 = -0.1 * g1
@@ -23,7 +23,7 @@ def test_sgd_plain_momentum_and_nesterov_by_hand():
     np.testing.assert_allclose(p, 1.0 + v1 + v2)
 
     p = np.array([1.0, 1.0])
-    opt = mc.SGD(lr=0.1, momentum=0.9, nesterov=True)
+    opt = mc.SGD(learning_rate=0.1, momentum=0.9, nesterov=True)
     opt.step([("p", p, g1)])
     opt.step([("p", p, g2)])
     expected = 1.0 + (0.9 * v1 - 0.1 * g1) + (0.9 * v2 - 0.1 * g2)
@@ -34,7 +34,7 @@ def test_adam_two_steps_by_hand():
     lr, b1, b2, eps = 0.01, 0.9, 0.999, 1e-7
     grads = [np.array([0.3, -1.0]), np.array([0.1, 2.0])]
     p = np.array([0.5, -0.5])
-    opt = mc.Adam(lr=lr, beta_1=b1, beta_2=b2, epsilon=eps)
+    opt = mc.Adam(learning_rate=lr, beta_1=b1, beta_2=b2, epsilon=eps)
     expected = p.copy()
     m = v = np.zeros(2)
     for t, g in enumerate(grads, start=1):
@@ -47,16 +47,16 @@ def test_adam_two_steps_by_hand():
 
 def test_weight_decay_is_decoupled():
     p = np.array([2.0])
-    mc.SGD(lr=0.1, weight_decay=0.5).step([("p", p, np.array([0.0]))])
+    mc.SGD(learning_rate=0.1, weight_decay=0.5).step([("p", p, np.array([0.0]))])
     np.testing.assert_allclose(p, [2.0 - 0.1 * 0.5 * 2.0])
 
 
 def test_optimizer_state_round_trip_and_lr_attribute():
     p, g = np.array([1.0, 2.0]), np.array([0.1, 0.2])
-    opt = mc.Adam(lr=0.01)
+    opt = mc.Adam(learning_rate=0.01)
     opt.step([("p", p, g)])
     opt.lr = 0.005
-    clone = mc.Adam(lr=0.01)
+    clone = mc.Adam(learning_rate=0.01)
     clone.load_state_dict(opt.state_dict())
     assert clone.lr == 0.005 and clone.iterations == 1
     q = p.copy()
@@ -67,7 +67,7 @@ def test_optimizer_state_round_trip_and_lr_attribute():
 
 class FakeModel:
     def __init__(self, lr):
-        self.optimizer = mc.SGD(lr=lr)
+        self.optimizer = mc.SGD(learning_rate=lr)
         self.stop_training = False
 
 
@@ -77,7 +77,7 @@ def lr_sequence(callback, metrics, lr=1.0):
     out = []
     for epoch, value in enumerate(metrics):
         callback.on_epoch_end(epoch, {"val_accuracy": value, "val_loss": value})
-        out.append(model.optimizer.lr)
+        out.append(model.optimizer.learning_rate)
     return out
 
 
@@ -144,4 +144,4 @@ def test_missing_metric_warns_and_changes_nothing():
     cb.set_model(model)
     with pytest.warns(UserWarning, match="val_accuracy"):
         cb.on_epoch_end(0, {"loss": 1.0})
-    assert model.optimizer.lr == 1.0
+    assert model.optimizer.learning_rate == 1.0

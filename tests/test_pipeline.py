@@ -169,7 +169,7 @@ def test_random_split_and_a_single_writer():
 
 def test_build_model_is_the_seed_cnn():
     model = build_model(seed=0)
-    assert model.parameter_count() == 870_634
+    assert model.count_params() == 870_634
     assert model.output_shape == (10,)
     probs = model.predict(np.zeros((2, 1, 28, 28), np.float32))
     assert probs.shape == (2, 10) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
@@ -198,9 +198,9 @@ def test_run_writes_every_artifact(full_run: Path):
 
     history = pd.read_csv(full_run / "history.csv")
     assert list(history["epoch"]) == [1, 2]
-    for column in ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"):
+    for column in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"):
         assert np.all(np.isfinite(history[column])), column
-    assert list(history["lr"]) == [1e-3, 1e-3]
+    assert list(history["learning_rate"]) == [1e-3, 1e-3]
 
     metrics = json.loads((full_run / "metrics.json").read_text())
     assert metrics["epochs_trained"] == 2
@@ -297,7 +297,7 @@ def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(
     assert ours.keys() == theirs.keys()
     for key in ours:
         assert np.array_equal(ours[key], theirs[key]), key  # bit for bit
-    assert resumed.optimizer.lr == reference.optimizer.lr
+    assert resumed.optimizer.learning_rate == reference.optimizer.learning_rate
     history = pd.read_csv(runs / "part" / "history.csv").drop(columns="seconds")
     expected = pd.read_csv(full_run / "history.csv").drop(columns="seconds")
     pd.testing.assert_frame_equal(history, expected)

@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from sklearn import metrics as skm
 from sklearn.exceptions import UndefinedMetricWarning
 
-from kannada.fileio import atomic_write
 from kannada.plots import (
     display_class_names,
     plot_confusion_matrix,
@@ -35,6 +34,7 @@ from kannada.report import (
     write_split_report,
     write_submission_csv,
 )
+from minicnn.files import atomic_write
 
 KANNADA_NAMES = [f"{chr(0x0CE6 + k)} {k}" for k in range(10)]
 
@@ -183,7 +183,7 @@ def test_plot_history_with_validation_and_lr(tmp_path):
         "accuracy": [0.4, 0.7, 0.85, 0.9, 0.92],
         "val_loss": [1.5, 0.9, 0.7, 0.6, 0.58],
         "val_accuracy": [0.5, 0.72, 0.8, 0.85, 0.86],
-        "lr": [1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4],
+        "learning_rate": [1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4],
     }
     accuracy_png, loss_png = plot_history(history, tmp_path)
     assert (accuracy_png, loss_png) == (tmp_path / "accuracy.png", tmp_path / "loss.png")

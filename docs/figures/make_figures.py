@@ -187,10 +187,10 @@ def optimizer_paths(_) -> None:
     """Paths of SGD, momentum, Nesterov and Adam on f = (0.1 a^2 + 2 b^2) / 2 from (-8, 1.5)."""
     curvature = np.array([0.1, 2.0])
     setups = {
-        "SGD lr 0.9": SGD(lr=0.9),
-        "momentum 0.9, lr 0.1": SGD(lr=0.1, momentum=0.9),
-        "Nesterov 0.9, lr 0.1": SGD(lr=0.1, momentum=0.9, nesterov=True),
-        "Adam lr 0.5": Adam(lr=0.5),
+        "SGD lr 0.9": SGD(learning_rate=0.9),
+        "momentum 0.9, lr 0.1": SGD(learning_rate=0.1, momentum=0.9),
+        "Nesterov 0.9, lr 0.1": SGD(learning_rate=0.1, momentum=0.9, nesterov=True),
+        "Adam lr 0.5": Adam(learning_rate=0.5),
     }
     fig = Figure(figsize=(10, 4.2), layout="constrained")
     ax = fig.add_subplot()
@@ -218,12 +218,12 @@ def lr_schedule(_) -> None:
     rng = np.random.default_rng(3)
     epochs = np.arange(1, 31)
     accuracy = 0.99 - 0.08 * np.exp(-epochs / 3) + rng.normal(0, 0.002, epochs.size)
-    model = SimpleNamespace(optimizer=Adam(lr=1e-3))
+    model = SimpleNamespace(optimizer=Adam(learning_rate=1e-3))
     schedule = ReduceLROnPlateau(monitor="val_accuracy", factor=0.5, patience=3)
     schedule.set_model(model)
     rates = []
     for epoch, value in enumerate(accuracy):
-        rates.append(model.optimizer.lr)
+        rates.append(model.optimizer.learning_rate)
         schedule.on_epoch_end(epoch, {"val_accuracy": float(value)})
     fig = Figure(figsize=(8, 3.8), layout="constrained")
     ax = fig.add_subplot()

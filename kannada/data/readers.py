@@ -19,9 +19,9 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-IMAGE_SIDE = 28
+from kannada.digits import IMAGE_SIDE, NUM_CLASSES
+
 N_PIXELS = IMAGE_SIDE * IMAGE_SIDE
-N_CLASSES = 10
 PIXEL_COLUMNS = tuple(f"pixel{i}" for i in range(N_PIXELS))
 
 IDX_IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions (N, rows, cols)
@@ -109,7 +109,7 @@ def read_csv_split(path: str | Path) -> Split:
     if len(frame) == 0:
         raise DataFormatError(f"{path.name}: expected at least one data row after the header")
 
-    label_high = N_CLASSES - 1 if first_column == "label" else None
+    label_high = NUM_CLASSES - 1 if first_column == "label" else None
     first, pixels, bad = _checked_columns(frame, label_high)
     bad_rows = np.flatnonzero(bad)
     if len(bad_rows):
@@ -305,12 +305,12 @@ def read_idx(path: str | Path, kind: Literal["images", "labels"] | None = None) 
 
 def _checked_labels(values: np.ndarray, where: str, first_byte: int | None = None) -> np.ndarray:
     """Labels as int64 (N,), after checking every one is in 0-9."""
-    bad = np.flatnonzero((values < 0) | (values >= N_CLASSES))
+    bad = np.flatnonzero((values < 0) | (values >= NUM_CLASSES))
     if len(bad):
         index = int(bad[0])
         offset = f", byte {first_byte + index}" if first_byte is not None else ""
         raise DataFormatError(
-            f"{where} at index {index}{offset}: expected 0-{N_CLASSES - 1}, found {values[index]}"
+            f"{where} at index {index}{offset}: expected 0-{NUM_CLASSES - 1}, found {values[index]}"
         )
     return values.astype(np.int64)
 

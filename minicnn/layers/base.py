@@ -6,8 +6,6 @@ what `backward` will need; `backward(dy)` fills `self.grads` and returns the inp
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 
 from minicnn.backend import get_array_module, get_backend
@@ -21,13 +19,9 @@ class Layer:
         params: trainable arrays by name (the truth: forward reads them at every call).
         grads: gradients of the loss with the same keys, shapes and dtypes as `params`.
         state: non-trainable arrays saved with the model (BatchNorm running statistics).
-        needs_input_grad: when False, `backward` may skip computing dx and return None
-            (Sequential sets it on the first layer, whose input gradient nobody uses).
-        samples_independent: True when, in training, each sample's output depends on that
-            sample alone, so a batch may be split across threads (minicnn.data_parallel).
+        cache: what the last forward kept for backward (every forward keeps it, so input
+            gradients can be taken in inference mode too).
     """
-
-    samples_independent = True
 
     def __init__(self) -> None:
         self.params: dict = {}
@@ -38,7 +32,6 @@ class Layer:
         self.name = type(self).__name__.lower()
         self.input_shape: tuple[int, ...] | None = None  # one sample's shape, without the batch
         self.output_shape: tuple[int, ...] | None = None
-        self.needs_input_grad = True
 
     # -- building -------------------------------------------------------------------------
     def build(self, input_shape, rng: np.random.Generator | None = None, dtype=np.float32, xp=None):
@@ -80,27 +73,27 @@ class Layer:
 
     # -- computing ------------------------------------------------------------------------
     def forward(self, x, training: bool = False):
+        """The output for the batch `x`; `training` switches dropout and batch statistics on."""
         raise NotImplementedError
 
     def backward(self, dy):
+        """The input gradient for the output gradient `dy`; fills `self.grads`."""
         raise NotImplementedError
 
-    def replica(self) -> Layer:
-        """A copy for one thread's share of a training batch (minicnn.data_parallel): the
-        same params and state arrays, but its own cache and grads. A layer that keeps other
-        per-call state in a mutable object (Dropout's generator) overrides this to give the
-        copy its own."""
-        twin = copy.copy(self)  # shallow: the params and state dicts are shared
-        twin.cache = None
-        twin.grads = {}
-        return twin
+    def pop_cache(self):
+        """What forward kept for backward, handed over once (the memory is freed after)."""
+        if self.cache is None:
+            raise RuntimeError(f"{self.name}: backward() called before forward()")
+        cache, self.cache = self.cache, None
+        return cache
 
     # -- describing -----------------------------------------------------------------------
     def get_config(self) -> dict:
         """The constructor arguments, JSON-serialisable: `type(self)(**config)` rebuilds it."""
         return {}
 
-    def parameter_count(self) -> int:
+    def count_params(self) -> int:
+        """The number of trainable values (Keras' name)."""
         return int(sum(int(np.prod(p.shape)) for p in self.params.values()))
 
     def __repr__(self) -> str:

@@ -22,8 +22,6 @@ class BatchNorm(Layer):
     The running variance is the biased batch variance, as in Keras.
     """
 
-    samples_independent = False  # batch statistics: a training batch is not split on threads
-
     def __init__(self, momentum: float = 0.99, epsilon: float = 1e-3) -> None:
         super().__init__()
         if not 0.0 <= momentum < 1.0:
@@ -60,40 +58,40 @@ class BatchNorm(Layer):
             return (0, 2, 3), (1, -1, 1, 1)
         return (0,), (1, -1)
 
+    # --8<-- [start:forward]
     def forward(self, x, training: bool = False):
         self.ensure_built(x)
-        axes, shape = self._axes_and_shape(x)
-        gamma = self.params["gamma"].reshape(shape)
-        beta = self.params["beta"].reshape(shape)
-        if not training:
-            mean = self.state["running_mean"].reshape(shape)
-            inv_std = 1.0 / get_array_module(x).sqrt(
-                self.state["running_var"].reshape(shape) + self.epsilon
-            )
-            return ((x - mean) * inv_std.astype(x.dtype)) * gamma + beta
         xp = get_array_module(x)
-        mean = x.mean(axis=axes, keepdims=True)
-        centred = x - mean
-        var = (centred * centred).mean(axis=axes, keepdims=True)
+        axes, shape = self._axes_and_shape(x)
+        if training:  # this batch's statistics, and running averages of them for inference
+            mean = x.mean(axis=axes, keepdims=True)
+            var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
+            m = x.dtype.type(self.momentum)
+            self.state["running_mean"] = m * self.state["running_mean"] + (1 - m) * mean.ravel()
+            self.state["running_var"] = m * self.state["running_var"] + (1 - m) * var.ravel()
+        else:
+            mean = self.state["running_mean"].reshape(shape)
+            var = self.state["running_var"].reshape(shape)
         inv_std = (1.0 / xp.sqrt(var + self.epsilon)).astype(x.dtype)
-        x_hat = centred * inv_std
-        m = x.dtype.type(self.momentum)
-        self.state["running_mean"] = m * self.state["running_mean"] + (1 - m) * mean.reshape(-1)
-        self.state["running_var"] = m * self.state["running_var"] + (1 - m) * var.reshape(-1)
-        self.cache = (x_hat, inv_std, axes, shape)
-        return x_hat * gamma + beta
+        x_hat = (x - mean) * inv_std
+        self.cache = (x_hat, inv_std, axes, shape, training)
+        return x_hat * self.params["gamma"].reshape(shape) + self.params["beta"].reshape(shape)
 
+    # --8<-- [end:forward]
+
+    # --8<-- [start:backward]
     def backward(self, dy):
-        """The standard simplified form: dx = gamma * inv_std * (dy - mean(dy) - x_hat * mean(dy * x_hat))."""
-        if self.cache is None:
-            raise RuntimeError(f"{self.name}: backward() called without forward(training=True)")
-        x_hat, inv_std, axes, shape = self.cache
-        self.cache = None
+        """In training the statistics depend on the batch, which gives the standard form
+        dx = gamma * inv_std * (dy - mean(dy) - x_hat * mean(dy * x_hat)); in inference they
+        are constants and dx = gamma * inv_std * dy."""
+        x_hat, inv_std, axes, shape, training = self.pop_cache()
         self.grads["gamma"] = (dy * x_hat).sum(axis=axes)
         self.grads["beta"] = dy.sum(axis=axes)
-        if not self.needs_input_grad:
-            return None
-        gamma = self.params["gamma"].reshape(shape)
+        scale = self.params["gamma"].reshape(shape) * inv_std
+        if not training:
+            return scale * dy
         mean_dy = dy.mean(axis=axes, keepdims=True)
         mean_dy_xhat = (dy * x_hat).mean(axis=axes, keepdims=True)
-        return gamma * inv_std * (dy - mean_dy - x_hat * mean_dy_xhat)
+        return scale * (dy - mean_dy - x_hat * mean_dy_xhat)
+
+    # --8<-- [end:backward]

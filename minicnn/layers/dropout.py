@@ -15,10 +15,10 @@ class Dropout(Layer):
     Args:
         rate: fraction of values dropped, 0 <= rate < 1.
         seed: seed of the layer's own random generator. `Sequential.fit(seed=...)` replaces the
-            generator every epoch (see `reseed`) so runs and resumed runs are reproducible.
-            With several threads, each thread's share of a training batch draws from a
-            generator of its own, seeded from this one (see `replica`): the masks depend on
-            the thread count, and repeat exactly for a given one.
+            generator every epoch (see `reseed`), so runs and resumed runs are reproducible.
+
+    The masks are drawn on the host with NumPy, in the order of the values of an (N, ...)
+    batch, so a seed gives the same masks on every backend and with every engine.
 
     Shapes: any -> same. Off (identity) when training=False.
     """
@@ -38,42 +38,23 @@ class Dropout(Layer):
         """Use `rng` for the masks from now on."""
         self.rng = rng
 
-    def replica(self) -> Dropout:
-        """A copy for one thread's share of a batch, with a generator of its own seeded from
-        this layer's generator (replicas are made in chunk order, so runs repeat)."""
-        twin = super().replica()
-        twin.rng = np.random.default_rng(int(self.rng.integers(2**63)))
-        return twin
+    # --8<-- [start:dropout]
+    def draw_mask(self, shape, dtype, xp=np):
+        """A batch's mask: 0 where a value is dropped, 1 / (1 - rate) where it is kept, so
+        that backward is one multiplication by the same mask."""
+        keep = self.rng.random(shape, dtype=np.float32) >= self.rate
+        return xp.asarray(keep * np.dtype(dtype).type(1.0 / (1.0 - self.rate)))
 
     def forward(self, x, training: bool = False):
         self.ensure_built(x)
         if not training or self.rate == 0.0:
-            self.cache = None
+            self.cache = None  # the identity: backward passes dy through
             return x
-        xp = get_array_module(x)
-        keep = random_like(x, self.rng) >= self.rate
-        # The mask already carries the 1 / (1 - rate) scale, so backward is one multiply.
-        mask = keep.astype(x.dtype)
-        mask *= x.dtype.type(1.0 / (1.0 - self.rate))
-        self.cache = mask
-        return xp.multiply(x, mask)
+        self.cache = self.draw_mask(x.shape, x.dtype, get_array_module(x))
+        return x * self.cache
 
     def backward(self, dy):
-        if self.cache is None:  # forward ran in inference mode or with rate 0
-            return dy
         mask, self.cache = self.cache, None
-        return dy * mask
+        return dy if mask is None else dy * mask
 
-
-def random_like(x, rng: np.random.Generator):
-    """Uniform [0, 1) values with x's shape *and memory layout*, as an array of x's module.
-
-    Matching the layout keeps channels-last activations channels-last through the multiply.
-    The numbers come from the NumPy generator, so a seed gives the same masks on CuPy as on
-    NumPy with one thread (several threads draw per thread, see Dropout).
-    """
-    xp = get_array_module(x)
-    order = np.argsort(x.strides, kind="stable")[::-1]  # axes from slowest to fastest in memory
-    values = rng.random(x.size, dtype=np.float32).reshape([x.shape[a] for a in order])
-    values = values.transpose(np.argsort(order))
-    return values if xp is np else xp.asarray(values)
+    # --8<-- [end:dropout]

@@ -1,7 +1,8 @@
-"""im2col and col2im for channels-last (NHWC) images: the unrolling behind Conv2D.
+"""im2col and col2im: the unrolling that turns a convolution into one matrix product.
 
-im2col turns every receptive field into one row, so a convolution becomes one matrix product.
-Both work for NumPy and CuPy arrays (they only use strides, copyto and slicing).
+im2col copies every receptive field of an (N, C, H, W) batch into one row; col2im is its
+adjoint, adding every row back onto the pixels it came from. Both loop over the KH*KW kernel
+taps only, each tap one strided slice of the whole batch, and run on NumPy and CuPy alike.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ def pair(value, name: str) -> tuple[int, int]:
     if (
         isinstance(value, (tuple, list))
         and len(value) == 2
-        and all(isinstance(v, int) for v in value)
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
     ):
         return (int(value[0]), int(value[1]))
     raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
@@ -51,68 +52,46 @@ def output_size(size: int, kernel: int, stride: int, pad: tuple[int, int]) -> in
     return (size + pad[0] + pad[1] - kernel) // stride + 1
 
 
-def pad_nhwc(x, pad_h: tuple[int, int], pad_w: tuple[int, int]):
-    """Zero-pad the H and W axes of an (N, H, W, C) array (returns `x` itself when no padding)."""
-    if pad_h == (0, 0) and pad_w == (0, 0):
-        return x
+# --8<-- [start:im2col]
+def im2col(x, kernel_hw, stride_hw, padding):
+    """Unroll receptive fields into rows: (N, C, H, W) -> (N*OH*OW, C*KH*KW).
+
+    Row (n, i, j) holds the field of output pixel (i, j) of image n; its columns run over
+    (c, a, b), channel first, the same order as a kernel W (F, C, KH, KW) reshaped to (F, -1).
+    `padding` is ((top, bottom), (left, right)) zeros around each image.
+    """
     xp = get_array_module(x)
-    n, h, w, c = x.shape
-    padded = xp.zeros((n, h + sum(pad_h), w + sum(pad_w), c), dtype=x.dtype)
-    padded[:, pad_h[0] : pad_h[0] + h, pad_w[0] : pad_w[0] + w, :] = x
-    return padded
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (pad_h, pad_w) = kernel_hw, stride_hw, padding
+    oh, ow = output_size(h, kh, sh, pad_h), output_size(w, kw, sw, pad_w)
+    x = xp.pad(x, ((0, 0), (0, 0), pad_h, pad_w))
+    col = xp.empty((n, c, kh, kw, oh, ow), dtype=x.dtype)
+    for a in range(kh):  # tap (a, b) of every field at once: one strided slice
+        for b in range(kw):
+            col[:, :, a, b] = x[:, :, a : a + sh * oh : sh, b : b + sw * ow : sw]
+    return col.transpose(0, 4, 5, 1, 2, 3).reshape(n * oh * ow, c * kh * kw)
 
 
-def window_view(x_pad, kernel_hw, stride_hw, out_hw):
-    """A (N, OH, OW, KH, KW, C) strided view of a padded (N, H, W, C) array: no copy.
-
-    Element [n, i, j, a, b, c] is x_pad[n, i*stride + a, j*stride + b, c], the (a, b) tap of
-    the receptive field of output pixel (i, j).
-    """
-    xp = get_array_module(x_pad)
-    s_n, s_h, s_w, s_c = x_pad.strides
-    shape = (x_pad.shape[0], out_hw[0], out_hw[1], kernel_hw[0], kernel_hw[1], x_pad.shape[3])
-    strides = (s_n, s_h * stride_hw[0], s_w * stride_hw[1], s_h, s_w, s_c)
-    return xp.lib.stride_tricks.as_strided(x_pad, shape=shape, strides=strides)
+# --8<-- [end:im2col]
 
 
-def im2col(x_pad, kernel_hw, stride_hw, out_hw, out=None):
-    """Unroll receptive fields into rows: (N, H, W, C) -> (N*OH*OW, KH*KW*C).
+# --8<-- [start:col2im]
+def col2im(col, x_shape, kernel_hw, stride_hw, padding):
+    """The adjoint of im2col: add each row's values back onto the pixels they were copied from.
 
-    One copy from a strided view into a buffer (`out` when given, C-contiguous, else a new one);
-    the column order is (kh, kw, c), so each row is KH runs of KW*C contiguous values
-    (docs/09-speed-and-gpu.md: 1.7x faster than reshaping the view and 3.3x faster than KH*KW slice copies).
-    Use the returned array: with one channel it is a transposed view of the buffer (below).
-    """
-    xp = get_array_module(x_pad)
-    view = window_view(x_pad, kernel_hw, stride_hw, out_hw)
-    n, oh, ow, kh, kw, c = view.shape
-    col = xp.empty((n * oh * ow, kh * kw * c), dtype=x_pad.dtype) if out is None else out
-    if c == 1:
-        # One channel (a greyscale first layer): each row would be KH runs of only KW values,
-        # and that copy crawls. Copied tap by tap instead, every tap a whole shifted image, the
-        # buffer holds col's transpose (KH*KW, N*OH*OW); its .T is the same matrix in Fortran
-        # order, which matmul hands to BLAS as it is. seed-cnn's first layer: im2col 1.11 ->
-        # 0.25 ms, the whole convolution 1.9 -> 0.9 ms per 64 images.
-        taps = col.reshape(-1).reshape(kh * kw, n * oh * ow)
-        xp.copyto(taps.reshape(kh, kw, 1, n, oh, ow), view.transpose(3, 4, 5, 0, 1, 2))
-        return taps.T
-    xp.copyto(col.reshape(view.shape), view)
-    return col
-
-
-def col2im(col, padded_shape, kernel_hw, stride_hw, out_hw):
-    """The adjoint of im2col: add every row back onto the pixels it was copied from.
-
-    col (N*OH*OW, KH*KW*C) -> (N, Hp, Wp, C). Loops over the KH*KW kernel taps only; each `+=`
-    adds a whole strided slice, so overlapping windows accumulate without np.add.at (which is
-    unbuffered and 2-2.6x slower here).
+    col (N*OH*OW, C*KH*KW) -> (N, C, H, W). Overlapping fields add up with `+=` over the
+    taps, a whole strided slice at a time (np.add.at would do it value by value).
     """
     xp = get_array_module(col)
-    n, hp, wp, c = padded_shape
-    (kh, kw), (sh, sw), (oh, ow) = kernel_hw, stride_hw, out_hw
-    col = col.reshape(n, oh, ow, kh, kw, c)
-    image = xp.zeros(padded_shape, dtype=col.dtype)
+    n, c, h, w = x_shape
+    (kh, kw), (sh, sw), (pad_h, pad_w) = kernel_hw, stride_hw, padding
+    oh, ow = output_size(h, kh, sh, pad_h), output_size(w, kw, sw, pad_w)
+    col = col.reshape(n, oh, ow, c, kh, kw).transpose(0, 3, 4, 5, 1, 2)  # (N, C, KH, KW, OH, OW)
+    image = xp.zeros((n, c, h + sum(pad_h), w + sum(pad_w)), dtype=col.dtype)
     for a in range(kh):
         for b in range(kw):
-            image[:, a : a + sh * oh : sh, b : b + sw * ow : sw, :] += col[:, :, :, a, b, :]
-    return image
+            image[:, :, a : a + sh * oh : sh, b : b + sw * ow : sw] += col[:, :, a, b]
+    return image[:, :, pad_h[0] : pad_h[0] + h, pad_w[0] : pad_w[0] + w]
+
+
+# --8<-- [end:col2im]

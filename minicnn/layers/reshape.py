@@ -16,13 +16,8 @@ class Flatten(Layer):
 
     def forward(self, x, training: bool = False):
         self.ensure_built(x)
-        if training:
-            self.cache = x.shape
-        # reshape copies when x is a channels-last view: the order must stay C, H, W.
+        self.cache = x.shape
         return x.reshape(x.shape[0], -1)
 
     def backward(self, dy):
-        if self.cache is None:
-            raise RuntimeError(f"{self.name}: backward() called without forward(training=True)")
-        shape, self.cache = self.cache, None
-        return dy.reshape(shape)
+        return dy.reshape(self.pop_cache())

@@ -1,4 +1,6 @@
-"""Atomic file writes: a reader never sees a half-written artifact.
+"""Atomic file writes: a reader never sees a half-written file.
+
+minicnn writes its model files with it, and applications may use it for their own artifacts.
 
 Write to a temporary file in the target's folder, then `os.replace` it over the target.
 """

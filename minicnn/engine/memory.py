@@ -1,23 +1,22 @@
 """Keep freed memory inside the process between training steps (glibc's malloc on Linux).
 
 Every training step allocates and frees the same large arrays: activations, gradients and
-masks of 3-13 MB each for seed-cnn at batch 128. By default glibc hands blocks that large back
-to the kernel when they are freed (munmap, or trimming the top of the heap), so the next step
-asks for them again and the kernel page-faults them in, zero-filled, one 4 KiB page at a time.
-Measured on seed-cnn (docs/09-speed-and-gpu.md): about 4,000 page faults and 25-50 ms of kernel
-time per step. With the two thresholds below raised, freed blocks stay in malloc's free lists
-and are reused by the next step: about 15 faults and 3-5 ms per step, a step 3-15% faster, and
-the same peak memory (the process reaches the same high-water mark either way).
+masks of several MB each. By default glibc hands blocks that large back to the kernel when they
+are freed (munmap, or trimming the top of the heap), so the next step asks for them again and
+the kernel page-faults them in, zero-filled, one 4 KiB page at a time. With the two thresholds
+below raised, freed blocks stay in malloc's free lists and the next step reuses them; the peak
+memory is the same, since the process reaches the same high-water mark either way. Chapter 9
+of the course has the measured page faults and step times.
 
-minicnn calls keep_freed_memory() when it is imported; set MINICNN_KEEP_FREED_MEMORY=0 to leave
-the allocator alone. Elsewhere (macOS, Windows, musl) it does nothing.
+This is a setting for the whole process: CPUEngine applies it when a model starts using the
+engine (unless created with keep_freed_memory=False) and says so in its description. It stays
+for the life of the process. Elsewhere (macOS, Windows, musl) it does nothing.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
 import sys
 
 # mallopt() parameter numbers from glibc's <malloc.h>.
@@ -46,9 +45,3 @@ def keep_freed_memory() -> bool:
         mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
         and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
     )
-
-
-def enabled_by_environment() -> bool:
-    """False when MINICNN_KEEP_FREED_MEMORY is set to 0 / false / no / off."""
-    value = os.environ.get("MINICNN_KEEP_FREED_MEMORY", "1").strip().lower()
-    return value not in ("0", "false", "no", "off")

@@ -1,0 +1,202 @@
+"""CPUEngine: runs a model's layers fast on the CPU, computing what the plain layers compute."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from minicnn.engine.kernels import DropoutKernel, make_kernel, splits
+from minicnn.engine.memory import keep_freed_memory
+from minicnn.engine.threads import ChunkPool, available_cores, batch_chunks, sum_in_chunk_order
+from minicnn.layers import Dropout
+
+
+@dataclass
+class _Step:
+    """What a training forward pass leaves for backward: the layers, how the batch was split,
+    and per group of layers either None (run whole) or each chunk's kernels by chunk start."""
+
+    layers: list
+    chunks: list[tuple[int, int]]
+    groups: list[tuple[list[int], dict | None]]
+
+
+class CPUEngine:
+    """Runs the same model (the same layer objects, params and model files) faster on the CPU.
+
+    Choose it with one line, `model.use_engine(CPUEngine())`; `model.use_engine(None)` goes back
+    to the plain layers. What it does differently (chapter 9 of the course measures each):
+    - data parallelism: every batch is split into contiguous chunks, one per thread, and each
+      thread takes its chunk through a whole run of layers, so threads meet only where a layer
+      needs the whole batch (BatchNorm in training) and at the end; weight gradients of the
+      chunks are added in chunk order (minicnn.engine.threads);
+    - channels-last convolutions, unrolled a few images at a time, and a stride-1 backward pass
+      without a scatter (conv.py, nhwc.py); pooling by taps (pool.py); ReLU and dropout that
+      keep the channels-last layout (kernels.py).
+    While a model uses it, it changes two process-wide settings, listed by describe(): BLAS
+    runs on one thread (threadpoolctl; the engine's threads already share the cores, and an
+    idle BLAS thread spinning between steps takes a core from them), and, unless
+    keep_freed_memory=False, freed memory stays in the process (minicnn.engine.memory). BLAS
+    gets its previous thread count back when no model uses the engine any more.
+
+    Randomness is the plain layers': Dropout draws each batch's mask itself, for the whole
+    batch, so the masks do not depend on the engine or the thread count.
+
+    NumPy only: on a GPU (CuPy) the plain layers are the fast path.
+
+    Args:
+        threads: how many chunks a batch is split into at most (default: the cores this
+            process may use). 1 keeps the layouts and kernels but runs on one thread.
+        keep_freed_memory: apply minicnn.engine.memory.keep_freed_memory() when chosen.
+    """
+
+    def __init__(self, threads: int | None = None, keep_freed_memory: bool = True) -> None:
+        if threads is None:
+            threads = available_cores()
+        if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+            raise ValueError(f"threads must be a whole number >= 1, got {threads!r}")
+        self.threads = threads
+        self.keep_freed_memory = keep_freed_memory
+        self.pool = ChunkPool(threads)
+        self.memory_kept = False
+        self._users = 0
+        self._blas_limit = None
+        self._pending: _Step | None = None
+
+    # -- being chosen ---------------------------------------------------------------------
+    def start(self) -> None:
+        """Apply the process-wide settings (Sequential.use_engine calls this)."""
+        self._users += 1
+        if self._users == 1:
+            self._blas_limit = threadpool_limits(limits=1, user_api="blas")
+            if self.keep_freed_memory:
+                self.memory_kept = keep_freed_memory()
+
+    def stop(self) -> None:
+        """Undo what start() did, once no model uses the engine (freed memory stays kept)."""
+        self._users = max(0, self._users - 1)
+        if self._users == 0:
+            if self._blas_limit is not None:
+                self._blas_limit.restore_original_limits()
+                self._blas_limit = None
+            self.pool.close()
+            self._pending = None
+
+    def describe(self) -> str:
+        """One line: what the engine does and which process-wide settings it has made."""
+        memory = (
+            "freed memory kept in the process (glibc mallopt)"
+            if self.memory_kept
+            else "memory allocator left alone"
+        )
+        blas = "BLAS on 1 thread (threadpoolctl)" if self._blas_limit else "BLAS left alone"
+        return (
+            f"CPUEngine: batches split over {self.threads} thread(s), channels-last "
+            f"convolutions; {blas}; {memory}"
+        )
+
+    def __repr__(self) -> str:
+        return f"CPUEngine(threads={self.threads}, keep_freed_memory={self.keep_freed_memory})"
+
+    # -- running --------------------------------------------------------------------------
+    def forward(self, layers, x, training: bool = False):
+        """x (N, ...) through `layers`; with training=True, keeps what backward needs."""
+        if not isinstance(x, np.ndarray):
+            raise TypeError(
+                f"CPUEngine runs NumPy arrays, got {type(x).__module__}.{type(x).__name__}: "
+                "on a GPU the plain layers are the fast path (model.use_engine(None))"
+            )
+        chunks = batch_chunks(len(x), self.threads)
+        step = _Step(list(layers), chunks, [])
+        h = x
+        for indices in self._groups(layers, training):
+            if not splits(layers[indices[0]], training):
+                h = layers[indices[0]].forward(h, training=training)
+                step.groups.append((indices, None))
+                continue
+            kernels = self._kernels(layers, indices, chunks, h, training)
+            h = self._forward_chunks(kernels, h, chunks, training)
+            step.groups.append((indices, kernels))
+        self._pending = step if training else None
+        return h
+
+    def backward(self, dy, input_gradient: bool = True):
+        """Back through the layers of the last training forward; fills each layer's grads.
+        Returns the input gradient, or None when input_gradient is False (training needs no
+        gradient with respect to the images, and the first layer then skips computing it)."""
+        step, self._pending = self._pending, None
+        if step is None:
+            raise RuntimeError(
+                "CPUEngine.backward() needs a forward(training=True) through the engine first"
+            )
+        for indices, kernels in reversed(step.groups):
+            wanted = input_gradient or indices[0] > 0
+            if kernels is None:
+                dy = step.layers[indices[0]].backward(dy)
+            else:
+                dy = self._backward_chunks(step.layers, indices, kernels, dy, step.chunks, wanted)
+        return dy if input_gradient else None
+
+    # -- the steps ------------------------------------------------------------------------
+    @staticmethod
+    def _groups(layers, training: bool) -> list[list[int]]:
+        """Layer indices in runs that split into chunks, and single layers that do not."""
+        groups: list[list[int]] = []
+        for i, layer in enumerate(layers):
+            if splits(layer, training) and groups and splits(layers[groups[-1][0]], training):
+                groups[-1].append(i)
+            else:
+                groups.append([i])
+        return groups
+
+    def _kernels(self, layers, indices, chunks, x, training: bool) -> dict:
+        """Each chunk's kernels (by chunk start) for the layers `indices`. Dropout layers draw
+        their masks here, for the whole batch, before the chunks run."""
+        shape = x.shape[1:]
+        masks = {}
+        for i in indices:
+            layer = layers[i]
+            if not layer.built:
+                layer.build(shape, dtype=x.dtype)
+            if isinstance(layer, Dropout) and training and layer.rate > 0:
+                masks[i] = layer.draw_mask((len(x), *shape), x.dtype)
+            shape = layer.output_shape
+        kernels = {}
+        for start, stop in chunks:
+            kernels[start] = [
+                DropoutKernel(layers[i], masks[i][start:stop])
+                if i in masks
+                else make_kernel(layers[i])
+                for i in indices
+            ]
+        return kernels
+
+    def _forward_chunks(self, kernels: dict, x, chunks, training: bool):
+        def work(start: int, stop: int):
+            h = x[start:stop]
+            for kernel in kernels[start]:
+                h = kernel.forward(h, training)
+            return h
+
+        parts = self.pool.run(work, chunks)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _backward_chunks(self, layers, indices, kernels: dict, dy, chunks, input_gradient: bool):
+        def work(start: int, stop: int):
+            g = dy[start:stop]
+            chunk_kernels = kernels[start]
+            for j in reversed(range(len(chunk_kernels))):
+                g = chunk_kernels[j].backward(g, input_gradient=j > 0 or input_gradient)
+            return g
+
+        parts = self.pool.run(work, chunks)
+        for j, i in enumerate(indices):
+            keys = list(layers[i].params)
+            if keys:
+                shares = [[kernels[start][j].grads[key] for key in keys] for start, _ in chunks]
+                layers[i].grads.update(zip(keys, sum_in_chunk_order(shares), strict=True))
+        if not input_gradient:
+            return None
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
