@@ -18,7 +18,7 @@ from kannada.data.layout import IDX_FILES, ROWS_PER_WRITER
 
 DOCS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = DOCS_DIR.parent
-SYNTHETIC_VERSION = 1  # bump when the stand-in changes, so an old cached copy is not reused
+SYNTHETIC_VERSION = 2  # bump when the stand-in changes, so an old cached copy is not reused
 
 
 def real_data_dir() -> Path | None:

@@ -1,6 +1,17 @@
-"""Random affine augmentation of digit batches with Keras ImageDataGenerator semantics.
+"""Random affine augmentation of digit batches: Keras' apply_affine_transform, named by axis.
 
 A fast vectorised bilinear resampler does the work; a scipy.ndimage path is the reference.
+
+How this relates to Keras. Keras' `apply_affine_transform(x, theta, tx, ty, shear, zx, zy)`
+(keras/src/legacy/preprocessing/image.py; keras-preprocessing since its PR #318 of 2020) writes
+its matrices on (x, y) coordinates, x along the columns (to the right) and y along the rows
+(down the screen). `Transforms` holds the same six numbers under names that say their axis:
+angle = theta, shift_x = tx, shift_y = ty, shear = shear, zoom_x = zx, zoom_y = zy. For the
+same numbers our warp gives Keras' image (bilinear, order=1; on a square image, see
+affine_matrices for others). Keras' `ImageDataGenerator` draws `tx` from
+`height_shift_range` (times the height) and `ty` from `width_shift_range`, so there a "height"
+shift moves pixels sideways; our `Augmenter` draws the width shift along x and the height shift
+along y, as the names say. With equal ranges on a square image, as ours, both draw alike.
 """
 
 from __future__ import annotations
@@ -19,6 +30,8 @@ from minicnn.backend import get_array_module, to_numpy
 
 FILL_MODES = ("nearest", "constant")
 METHODS = ("fast", "reference")
+GEOMETRY = 2  # Keras' axes; 1 = its formulas on (row, col), the maps made before (Augmenter)
+GEOMETRIES = (1, 2)
 
 # Images per chunk in the fast path: the (256, 2, 784) float64 coordinates take 3 MB and
 # stay in cache; 256 to 64 measured ~1.1-1.3 s for 60,000 images, 2,048 ~2 s.
@@ -29,16 +42,19 @@ _CHUNK = 256
 class Transforms:
     """Per-image parameters of a batch of affine transforms, each an (N,) float64 array.
 
-    The names say which image axis they act on; Keras calls them theta, tx, ty, shear, zx, zy
-    (its `tx` is the shift along rows, i.e. the height shift, and `zx` the zoom along rows).
+    Keras' apply_affine_transform parameters, named by axis (x along the columns, to the right;
+    y along the rows, down): angle = theta, shift_x = tx, shift_y = ty, shear, zoom_x = zx,
+    zoom_y = zy. As in Keras, the numbers say where each output pixel looks in the input: with
+    shift_x = 3 every pixel looks 3 columns to its right, so the digit moves 3 columns left;
+    with zoom_x = 1.2 the pixels look at a 20% wider span, so the digit gets narrower.
     """
 
-    angle: np.ndarray  # degrees; positive turns the digit clockwise on screen
-    shift_rows: np.ndarray  # pixels
-    shift_cols: np.ndarray  # pixels
-    shear: np.ndarray  # degrees
-    zoom_rows: np.ndarray  # sampling-grid scale: > 1 makes the digit smaller
-    zoom_cols: np.ndarray
+    angle: np.ndarray  # degrees; positive turns the digit counter-clockwise on screen
+    shift_x: np.ndarray  # pixels along the columns; positive moves the digit left
+    shift_y: np.ndarray  # pixels along the rows; positive moves the digit up
+    shear: np.ndarray  # degrees; a horizontal slant: positive moves the lower rows right
+    zoom_x: np.ndarray  # sampling-grid scale along the columns: > 1 makes the digit narrower
+    zoom_y: np.ndarray  # sampling-grid scale along the rows: > 1 makes the digit shorter
 
     @classmethod
     def identity(cls, n: int) -> Transforms:
@@ -47,19 +63,39 @@ class Transforms:
         return cls(zeros, zeros, zeros, zeros, ones, ones)
 
 
-def affine_matrices(transforms: Transforms, height: int, width: int) -> np.ndarray:
+def affine_matrices(
+    transforms: Transforms, height: int, width: int, geometry: int = GEOMETRY
+) -> np.ndarray:
     """Matrices mapping each output pixel (row, col, 1) to the input point it samples.
 
-    Composed as Keras does: rotation @ shift @ shear @ zoom, about the image centre.
-    The centre is ((height - 1) / 2, (width - 1) / 2), the middle of the pixel grid, as in
-    Keras with tensorflow-addons; Keras 2.2's scipy version used height / 2 + 0.5, one
-    pixel off. This is the `matrix`/`offset` convention of scipy.ndimage.affine_transform.
+    Built as Keras builds them, on (x, y, 1) = (col, row, 1): rotation @ shift @ shear @ zoom,
+    about the centre of the pixel grid, x = (width - 1) / 2, y = (height - 1) / 2; then the two
+    coordinates are exchanged, because scipy indexes an image as (row, col) = (y, x). This is
+    the `matrix`/`offset` convention of scipy.ndimage.affine_transform. Keras centres x on
+    (height - 1) / 2 and y on (width - 1) / 2: the same on a square image; on others we keep
+    the true centre. geometry=1 gives the maps of configs saved before `geometry` existed
+    (Augmenter): the same formulas applied to (row, col), with the x and y parameters exchanged.
 
     Returns: (N, 2, 3) float64.
     """
-    n = len(transforms.angle)
-    theta = np.deg2rad(transforms.angle)
-    shear = np.deg2rad(transforms.shear)
+    _check_geometry(geometry)
+    t = transforms
+    if geometry == 1:
+        centre = ((height - 1) / 2, (width - 1) / 2)
+        return _keras_matrices(t.angle, t.shift_y, t.shift_x, t.shear, t.zoom_y, t.zoom_x, centre)
+    centre = ((width - 1) / 2, (height - 1) / 2)
+    xy = _keras_matrices(t.angle, t.shift_x, t.shift_y, t.shear, t.zoom_x, t.zoom_y, centre)
+    return xy[:, ::-1][:, :, [1, 0, 2]]  # (x, y) -> (y, x) on both sides of the map
+
+
+def _keras_matrices(theta, tx, ty, shear, zx, zy, centre: tuple[float, float]) -> np.ndarray:
+    """Keras' matrix rotation @ shift @ shear @ zoom about `centre`, on (first, second) coordinates.
+
+    theta and shear in degrees; every parameter an (N,) array. Returns (N, 2, 3) float64.
+    """
+    n = len(theta)
+    theta = np.deg2rad(theta)
+    shear = np.deg2rad(shear)
 
     def stack(rows: list[list[Any]]) -> np.ndarray:
         """Build (N, 3, 3) from a 3x3 nested list of scalars and (N,) arrays."""
@@ -72,13 +108,13 @@ def affine_matrices(transforms: Transforms, height: int, width: int) -> np.ndarr
     rotation = stack(
         [[np.cos(theta), -np.sin(theta), 0], [np.sin(theta), np.cos(theta), 0], [0, 0, 1]]
     )
-    shift = stack([[1, 0, transforms.shift_rows], [0, 1, transforms.shift_cols], [0, 0, 1]])
+    shift = stack([[1, 0, tx], [0, 1, ty], [0, 0, 1]])
     shearing = stack([[1, -np.sin(shear), 0], [0, np.cos(shear), 0], [0, 0, 1]])
-    zoom = stack([[transforms.zoom_rows, 0, 0], [0, transforms.zoom_cols, 0], [0, 0, 1]])
+    zoom = stack([[zx, 0, 0], [0, zy, 0], [0, 0, 1]])
     matrix = rotation @ shift @ shearing @ zoom  # (N, 3, 3)
 
     # Conjugate by a move of the centre to the origin, so the transform acts about the centre.
-    centre = np.array([(height - 1) / 2, (width - 1) / 2])
+    centre = np.array(centre)
     linear = matrix[:, :2, :2]
     offset = matrix[:, :2, 2] + centre - linear @ centre
     return np.concatenate([linear, offset[:, :, None]], axis=2)
@@ -167,20 +203,27 @@ def warp_bilinear(images, matrices: np.ndarray, fill_mode: str, cval: float):
 
 @dataclass
 class Augmenter:
-    """Random rotation, shift, shear and zoom of each image, as Keras' ImageDataGenerator.
+    """Random rotation, shift, shear and zoom of each image, with Keras' ImageDataGenerator ranges.
 
     rotation_range: degrees; each image turns by an angle uniform in [-r, r].
-    zoom_range: z; zoom factors uniform in [1 - z, 1 + z], drawn independently for rows and
-        columns. As in Keras the factor scales the *sampling grid*, so a factor > 1 makes the
-        digit smaller and < 1 makes it larger.
-    width_shift_range, height_shift_range: fractions f of the width/height; shifts uniform in
-        [-f, f] * size, in pixels (not rounded).
-    shear_range: degrees (Keras 2+ semantics), uniform in [-s, s].
+    zoom_range: z; zoom factors uniform in [1 - z, 1 + z], drawn independently along x and y.
+        As in Keras the factor scales the *sampling grid*, so a factor > 1 makes the digit
+        smaller and < 1 makes it larger.
+    width_shift_range, height_shift_range: fractions f of the width/height; the width shift
+        (along x, the columns) is uniform in [-f, f] * width, the height shift (along y, the
+        rows) in [-f, f] * height, in pixels (not rounded). Keras' ImageDataGenerator crosses
+        them (module docstring); here each moves the digit the way its name says.
+    shear_range: degrees, uniform in [-s, s]: a horizontal slant, as handwriting slants.
     fill_mode: "nearest" (Keras' default: repeat the edge pixel) or "constant" (cval).
     cval: the fill value for "constant".
     order: interpolation order; only 1 (bilinear, as Keras) is implemented.
     method: "fast" (vectorised bilinear resampler) or "reference" (scipy.ndimage per image);
         both give the same images to within 1e-5.
+    geometry: 2, Keras' axes. 1 is what this class did before the field existed: Keras'
+        formulas applied with x read as the row index, so a positive angle turned clockwise
+        and the shear slanted vertically (the ranges drew the same numbers). It is kept so
+        that a run started with it resumes with it and its record stays true: from_config
+        reads a config without `geometry` as 1. New runs use 2.
 
     Defaults: rotation 10, zoom 0.15, shifts 0.15, shear 10. The popular Kannada-MNIST Kaggle
     notebooks use rotation 10 with zoom/shift 0.25 (some zoom 0.1); on 28x28 digits a 0.25
@@ -200,6 +243,7 @@ class Augmenter:
     cval: float = 0.0
     order: int = 1
     method: str = "fast"
+    geometry: int = GEOMETRY
 
     def __post_init__(self) -> None:
         for name in (
@@ -224,19 +268,17 @@ class Augmenter:
             )
         if self.method not in METHODS:
             raise ValueError(f"Augmenter method: expected one of {METHODS}, found {self.method!r}")
+        _check_geometry(self.geometry)
 
     def sample(self, n: int, height: int, width: int, rng: np.random.Generator) -> Transforms:
         """Draw n random transforms for images of height x width pixels."""
-        zoom = rng.uniform(1 - self.zoom_range, 1 + self.zoom_range, size=(n, 2))
-        return Transforms(
-            angle=rng.uniform(-self.rotation_range, self.rotation_range, size=n),
-            shift_rows=rng.uniform(-self.height_shift_range, self.height_shift_range, size=n)
-            * height,
-            shift_cols=rng.uniform(-self.width_shift_range, self.width_shift_range, size=n) * width,
-            shear=rng.uniform(-self.shear_range, self.shear_range, size=n),
-            zoom_rows=zoom[:, 0],
-            zoom_cols=zoom[:, 1],
-        )
+        # In the order geometry 1 drew them (rows before columns), so old runs resume exactly.
+        zoom = rng.uniform(1 - self.zoom_range, 1 + self.zoom_range, size=(n, 2))  # (y, x)
+        angle = rng.uniform(-self.rotation_range, self.rotation_range, size=n)
+        shift_y = rng.uniform(-self.height_shift_range, self.height_shift_range, size=n) * height
+        shift_x = rng.uniform(-self.width_shift_range, self.width_shift_range, size=n) * width
+        shear = rng.uniform(-self.shear_range, self.shear_range, size=n)
+        return Transforms(angle, shift_x, shift_y, shear, zoom_x=zoom[:, 1], zoom_y=zoom[:, 0])
 
     def apply(self, batch, transforms: Transforms):
         """Apply given transforms to a batch.
@@ -245,7 +287,7 @@ class Augmenter:
         """
         images = _as_images(batch)
         _, height, width = images.shape
-        matrices = affine_matrices(transforms, height, width)
+        matrices = affine_matrices(transforms, height, width, self.geometry)
         warp = warp_bilinear if self.method == "fast" else warp_reference
         return warp(images, matrices, self.fill_mode, self.cval).reshape(batch.shape)
 
@@ -271,14 +313,18 @@ class Augmenter:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Augmenter:
-        """Rebuild an Augmenter from to_config()'s dict; unknown keys are an error."""
+        """Rebuild an Augmenter from to_config()'s dict; unknown keys are an error.
+
+        A config without `geometry` was saved before the field existed: it gets geometry 1,
+        the maps it was made with.
+        """
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = sorted(set(config) - known)
         if unknown:
             raise ValueError(
                 f"Augmenter config: unknown keys {unknown}; expected some of {sorted(known)}"
             )
-        return cls(**config)
+        return cls(**{"geometry": 1, **config})
 
 
 def save_examples_figure(
@@ -339,3 +385,8 @@ def _as_images(batch):
 def _check_fill_mode(fill_mode: str) -> None:
     if fill_mode not in FILL_MODES:
         raise ValueError(f"fill_mode: expected one of {FILL_MODES}, found {fill_mode!r}")
+
+
+def _check_geometry(geometry: int) -> None:
+    if geometry not in GEOMETRIES:
+        raise ValueError(f"geometry: expected one of {GEOMETRIES}, found {geometry!r}")
