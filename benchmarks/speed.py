@@ -1,5 +1,8 @@
 """Speed benchmark: minicnn against PyTorch on the CPU, for the default Kannada model (seed-cnn).
 
+minicnn runs twice: on its CPU engine (model.use_engine(CPUEngine(threads=2)), what kannada
+uses) and on its plain layers (the code the course teaches, and the GPU path).
+
 Prints a table (and writes JSON with --json PATH). Not a test: figures depend on the machine and
 its load, so compare the ratios measured side by side in one run. The contestants are timed in
 turns (round after round, one chunk each), and each ratio is the median of the rounds' ratios.
@@ -29,6 +32,7 @@ from kannada.model import build_model
 from kannada.zca import ZCA
 
 BATCH = 128
+THREADS = 2  # minicnn's engine and PyTorch get the same number of threads
 
 
 def interleaved_rates(steps: dict, images_per_call: int, rounds: int, calls: int, warmup=2):
@@ -57,15 +61,31 @@ def interleaved_rates(steps: dict, images_per_call: int, rounds: int, calls: int
 
 
 # -- minicnn ---------------------------------------------------------------------------------
-def minicnn_steps(x, y):
+def minicnn_steps(x, y, engine: minicnn.CPUEngine | None):
     model = build_model(seed=0)
     model.compile(minicnn.Adam())
+    model.use_engine(engine)
     one = x[:1]
     return {
         "train": lambda: model.train_step(x, y),
         "infer": lambda: model.forward(x, training=False),
         "predict_1": lambda: model.predict(one),
     }, model
+
+
+def with_blas_threads(steps: dict, threads: int) -> dict:
+    """The steps run with BLAS on `threads` threads: the plain layers get their speed from
+    BLAS's own threads, which the engine (chosen for the other model) limits to one."""
+    from threadpoolctl import threadpool_limits
+
+    def limited(step):
+        def run():
+            with threadpool_limits(limits=threads, user_api="blas"):
+                step()
+
+        return run
+
+    return {name: limited(step) for name, step in steps.items()}
 
 
 def step_peak_allocation_mb(model, x, y) -> float:
@@ -82,7 +102,7 @@ def torch_steps(x, y, channels_last: bool):
     import torch
     from torch import nn
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
     torch.manual_seed(0)
     net = nn.Sequential(
         nn.Conv2d(1, 32, 3, padding="same"),
@@ -146,7 +166,29 @@ def bench_pipeline(rng):
     return {"augment_60k_s": augment_s, "zca_fit_60k_s": zca_s}
 
 
-def machine_info():
+def cpu_model() -> str:
+    """The processor's name (from /proc/cpuinfo on Linux), with its widest vector extension."""
+    try:
+        info = open("/proc/cpuinfo").read()
+    except OSError:
+        return platform.processor() or "unknown"
+    name = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in info.splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown",
+    )
+    flags = next(
+        (line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")),
+        [],
+    )
+    widest = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return f"{name} ({widest})"
+
+
+def machine_info(engine: minicnn.CPUEngine):
     from threadpoolctl import threadpool_info
 
     blas = [
@@ -155,11 +197,12 @@ def machine_info():
         if info.get("user_api") == "blas"
     ]
     return {
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "numpy": np.__version__,
         "blas": blas,
-        "minicnn_threads": minicnn.parallel.get_num_threads(),
+        "minicnn_engine": engine.describe(),
         "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
     }
 
@@ -194,6 +237,9 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (noisier)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    parser.add_argument(
+        "--no-plain", action="store_true", help="skip minicnn's plain layers (the slowest part)"
+    )
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     rounds, calls = (3, 2) if args.quick else (9, 3)
@@ -201,13 +247,16 @@ def main(argv=None) -> int:
     x = rng.random((BATCH, 1, 28, 28), dtype=np.float32)
     y = rng.integers(0, 10, BATCH)
 
-    results = {"machine": machine_info(), "command": " ".join([sys.executable, *sys.argv])}
-    minicnn_calls, model = minicnn_steps(x, y)
+    engine = minicnn.CPUEngine(threads=THREADS)
+    minicnn_calls, model = minicnn_steps(x, y, engine)
+    results = {"machine": machine_info(engine), "command": " ".join([sys.executable, *sys.argv])}
     for _ in range(5):  # minicnn's own peak, before PyTorch and the 60k-image data are loaded
         minicnn_calls["train"]()
         minicnn_calls["infer"]()
     results["minicnn_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     contestants = {"minicnn": minicnn_calls}
+    if not args.no_plain:
+        contestants["minicnn_plain"] = with_blas_threads(minicnn_steps(x, y, None)[0], THREADS)
     try:
         import torch  # noqa: F401
 
@@ -224,13 +273,15 @@ def main(argv=None) -> int:
     results["process_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     epoch_s = 60000 / m["train_img_s"]
+    print("cpu:", results["machine"]["cpu"])
     print("machine:", json.dumps(results["machine"]))
     print(
         f"{rounds} rounds; in each, 1 + {calls} calls of every contestant in turn (medians below)"
     )
     print(f"{'':28s}{'train img/s':>12s}{'infer img/s':>13s}{'1-image ms':>12s}")
     labels = {
-        "minicnn": "minicnn",
+        "minicnn": "minicnn (CPU engine)",
+        "minicnn_plain": "minicnn (plain layers)",
         "torch_channels_last": "PyTorch channels_last",
         "torch_nchw": "PyTorch NCHW",
     }
@@ -249,7 +300,7 @@ def main(argv=None) -> int:
             for task, r in summary.items()
             if task != "predict_1"
         )
-        print(f"minicnn / {labels[name]:22s} {text}")
+        print(f"engine / {labels[name]:24s} {text}")
     p = results["pipeline"]
     print(f"60k-image epoch of training compute: {epoch_s:.0f} s")
     print(
