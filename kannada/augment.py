@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import numpy as np
 from scipy import ndimage
 
 from minicnn.backend import get_array_module, to_numpy
+from minicnn.files import atomic_write
 
 FILL_MODES = ("nearest", "constant")
 METHODS = ("fast", "reference")
@@ -337,8 +337,8 @@ def save_examples_figure(
 ) -> Path:
     """Save a PNG grid: each of the first n digits (first column) then `versions` augmentations.
 
-    images: (M, 1, H, W) or (M, H, W). The file is written atomically (temporary file in the
-    same folder, then os.replace). Returns the path.
+    images: (M, 1, H, W) or (M, H, W). The file is written atomically (minicnn.files).
+    Returns the path.
     """
     from matplotlib.figure import Figure  # Figure directly: no pyplot state, no window
 
@@ -359,16 +359,9 @@ def save_examples_figure(
     axes[0, 1].set_title("augmented", fontsize=8, loc="left")
     figure.tight_layout()
 
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(handle)
-    try:
-        figure.savefig(temporary, format="png", dpi=100)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_write(path, "wb") as handle:
+        figure.savefig(handle, format="png", dpi=100)
+    return Path(path)
 
 
 def _as_images(batch):

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-_MODES = ("w", "wb")
+_MODES = ("w", "wb", "w+b")
 
 
 @contextmanager
@@ -27,13 +27,16 @@ def atomic_write(
     """Open a temporary file next to `path`; on success it replaces `path` in one step.
 
     Use it like `open`: `with atomic_write("out/metrics.json") as f: f.write(text)`.
-    `mode` is "w" (text, `encoding` and `newline` as for `open`) or "wb" (bytes).
+    `mode` is "w" (text, `encoding` and `newline` as for `open`), "wb" (bytes) or "w+b" (bytes,
+    readable too: to check what was written before it replaces `path`).
     Missing parent folders are created. If the `with` body raises, the temporary file is
     deleted, the previous content of `path` (if any) is left untouched, and the error
     propagates.
     """
     if mode not in _MODES:
-        raise ValueError(f"atomic_write({str(path)!r}): mode must be 'w' or 'wb', found {mode!r}")
+        raise ValueError(
+            f"atomic_write({str(path)!r}): mode must be one of {_MODES}, found {mode!r}"
+        )
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     # Same folder as the target, so os.replace is a rename within one file system (atomic);
@@ -41,10 +44,10 @@ def atomic_write(
     # processes writing the same artifact.
     temp = target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     # os.open with 0o666 lets the umask decide the permissions, as plain open() would.
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        if mode == "wb":
-            file = os.fdopen(fd, "wb")
+        if mode != "w":
+            file = os.fdopen(fd, mode)
         else:
             file = os.fdopen(fd, "w", encoding=encoding, newline=newline)
     except BaseException:

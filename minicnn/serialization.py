@@ -99,7 +99,7 @@ def _read_entries(path: Path) -> dict[str, np.ndarray]:
         raise ModelFileError(f"{path}: is a folder, not a model file")
     not_a_model = (
         f"{path}: not a minicnn model file (a model file is a .npz archive written by "
-        "model.save or kannada.train"
+        "Sequential.save"
     )
     try:
         with open(path, "rb") as handle:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
 import pooch
+
+from minicnn.files import atomic_write
 
 RELEASE_URL = (
     "https://raw.githubusercontent.com/vinayprabhu/Kannada_MNIST/master/"
@@ -119,7 +120,11 @@ def git_blob_id(path: str | Path) -> str:
 
 def checksum_problem(path: str | Path, checksum: Checksum) -> str | None:
     """None when the file matches checksum, else a sentence saying what differs."""
-    blob, sha256 = _digests(Path(path))
+    return _checksum_mismatch(_digests(Path(path)), checksum)
+
+
+def _checksum_mismatch(digests: tuple[str, str], checksum: Checksum) -> str | None:
+    blob, sha256 = digests
     if blob != checksum.git_blob:
         return f"git blob id expected {checksum.git_blob}, found {blob}"
     if checksum.sha256 is not None and sha256 != checksum.sha256:
@@ -129,41 +134,40 @@ def checksum_problem(path: str | Path, checksum: Checksum) -> str | None:
 
 def _digests(path: Path) -> tuple[str, str]:
     """(git blob id, sha256) of a file, in one pass over it."""
-    blob = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
-    sha256 = hashlib.sha256()
     with open(path, "rb") as file:
-        while chunk := file.read(1 << 20):
-            blob.update(chunk)
-            sha256.update(chunk)
+        return _file_digests(file)
+
+
+def _file_digests(file) -> tuple[str, str]:
+    """(git blob id, sha256) of an open binary file, read from its start."""
+    size = file.seek(0, os.SEEK_END)
+    file.seek(0)
+    blob = hashlib.sha1(f"blob {size}\0".encode())
+    sha256 = hashlib.sha256()
+    while chunk := file.read(1 << 20):
+        blob.update(chunk)
+        sha256.update(chunk)
     return blob.hexdigest(), sha256.hexdigest()
 
 
 def _download_verified(
     url: str, target: Path, checksum: Checksum, progressbar: bool, timeout: float
 ) -> None:
-    """Fetch url next to target under a temporary name, verify it, then move it into place."""
-    # The temporary file is in the same folder so that os.replace is an atomic rename, and
-    # hidden so that nothing mistakes it for data if the process is killed outright.
-    handle, temporary = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=".part"
-    )
-    os.close(handle)
-    try:
-        downloader = pooch.HTTPDownloader(progressbar=progressbar, timeout=timeout)
+    """Fetch url into a temporary file next to target, verify it, then move it into place
+    (minicnn.files.atomic_write: a failed or corrupt download leaves nothing behind)."""
+    downloader = pooch.HTTPDownloader(progressbar=progressbar, timeout=timeout)
+    with atomic_write(target, "w+b") as file:
         try:
-            downloader(url, temporary, None)
+            downloader(url, file, None)
         except OSError as error:  # requests' errors (connection, HTTP status) are OSErrors
             raise DownloadError(f"could not download {target.name} from {url}: {error}") from error
-        problem = checksum_problem(temporary, checksum)
+        file.flush()
+        problem = _checksum_mismatch(_file_digests(file), checksum)
         if problem is not None:
             raise DownloadError(
                 f"{target.name} downloaded from {url} does not match the published checksum "
                 f"({problem}): the download is incomplete or corrupt; nothing was saved"
             )
-        os.replace(temporary, target)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
 
 
 def _manual_instructions(base: str, files: Mapping[str, Checksum], cache: Path) -> str:
