@@ -8,10 +8,8 @@ uninterrupted run would have done, with the plain layers or with an engine.
 from __future__ import annotations
 
 import math
-import numbers
 import re
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,7 @@ from tqdm.auto import tqdm
 
 from minicnn.backend import get_array_module, get_backend, is_gpu_array, to_device, to_numpy
 from minicnn.callbacks import History
+from minicnn.inputs import as_images, as_labels, check_count
 from minicnn.layers import LAYER_TYPES, Dropout, Layer
 from minicnn.losses import LOSS_NAMES, SoftmaxCrossEntropy, softmax
 from minicnn.optimizers import OPTIMIZER_NAMES, OPTIMIZER_TYPES
@@ -161,7 +160,7 @@ class Sequential:
         """The gradient with respect to the input x of sum(logits * dlogits), in inference mode
         (no dropout, BatchNorm's running averages), through the plain layers. With dlogits one
         1 at a class and 0 elsewhere it is that class score's gradient: a saliency map."""
-        x = self._as_images(x, "x")
+        x = as_images(x, "x", self.input_shape, self.dtype)
         h = to_device(x, self.dtype)
         for layer in self.layers:
             h = layer.forward(h, training=False)
@@ -223,14 +222,11 @@ class Sequential:
         `seconds` are the epoch times.
         """
         self._ensure_compiled()
-        x, y = self._as_images(x, "x"), self._as_labels(y, "y")
-        self._check_pairs(x, y, "x", "y")
+        x, y = self._examples(x, y, "x", "y")
         if validation_data is not None:
-            x_val, y_val = validation_data
-            validation_data = (self._as_images(x_val, "x_val"), self._as_labels(y_val, "y_val"))
-            self._check_pairs(*validation_data, "x_val", "y_val")
-        _check_count("batch_size", batch_size, minimum=1)
-        _check_count("epochs", epochs, minimum=0)
+            validation_data = self._examples(*validation_data, "x_val", "y_val")
+        check_count("batch_size", batch_size, minimum=1)
+        check_count("epochs", epochs, minimum=0)
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % (2**63))
         callbacks = self._start_training(callbacks)
@@ -323,9 +319,8 @@ class Sequential:
     def evaluate(self, x, y, batch_size: int = 256) -> dict[str, float]:
         """Mean loss and accuracy over (x, y), in inference mode. Returns {"loss", "accuracy"}."""
         self._ensure_compiled()
-        x, y = self._as_images(x, "x"), self._as_labels(y, "y")
-        self._check_pairs(x, y, "x", "y")
-        _check_count("batch_size", batch_size, minimum=1)
+        x, y = self._examples(x, y, "x", "y")
+        check_count("batch_size", batch_size, minimum=1)
         total_loss, total_correct = 0.0, 0
         for start in range(0, len(x), batch_size):
             xb = to_device(x[start : start + batch_size], self.dtype)
@@ -338,8 +333,8 @@ class Sequential:
 
     def predict_logits(self, x, batch_size: int = 256) -> np.ndarray:
         """The logits (N, K) as a NumPy array, in inference mode."""
-        x = self._as_images(x, "x", allow_empty=True)
-        _check_count("batch_size", batch_size, minimum=1)
+        x = as_images(x, "x", self.input_shape, self.dtype, allow_empty=True)
+        check_count("batch_size", batch_size, minimum=1)
         out = [
             to_numpy(self.forward(to_device(x[start : start + batch_size], self.dtype)))
             for start in range(0, len(x), batch_size)
@@ -352,70 +347,13 @@ class Sequential:
         """Class probabilities (N, K) as a NumPy array, in inference mode."""
         return softmax(self.predict_logits(x, batch_size))
 
-    # -- checking what the user gives -----------------------------------------------------
-    def _as_images(self, x, name: str, allow_empty: bool = False):
-        """x as an array of samples of the model's input shape. Lists and other sequences are
-        converted; integer images (0-255 pixels) are cast to the model's dtype unscaled, as in
-        Keras, with a warning when their values go above 1."""
-        if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-            try:
-                x = np.asarray(x, dtype=self.dtype)
-            except (TypeError, ValueError) as error:
-                raise TypeError(f"{name} must be an array of numbers: {error}") from None
-        if x.ndim == len(self.input_shape) and tuple(x.shape) == self.input_shape:
-            raise ValueError(
-                f"{name} is one sample of shape {tuple(x.shape)}; pass a batch: {name}[None]"
-            )
-        if tuple(x.shape[1:]) != self.input_shape:
-            raise ValueError(
-                f"{name} has samples of shape {tuple(x.shape[1:])}, the model expects "
-                f"{self.input_shape} (NCHW)"
-            )
-        if len(x) == 0 and not allow_empty:
-            raise ValueError(f"{name} is empty: it needs at least one sample")
-        kind = np.dtype(x.dtype).kind
-        if kind not in "biuf":
-            raise TypeError(f"{name} must hold numbers, found dtype {x.dtype}")
-        if kind in "biu" and len(x) and float(x.max()) > 1:
-            warnings.warn(
-                f"{name} holds {x.dtype} values above 1 (unscaled pixels?): they are used as "
-                f"they are, cast to {self.dtype}; divide 0-255 pixels by 255 for inputs in [0, 1]",
-                UserWarning,
-                stacklevel=3,
-            )
-        return x
-
-    def _as_labels(self, y, name: str):
-        """(N,) class indices (whole numbers in 0..K-1) or (N, K) target rows, else an error
-        that names the first offending label."""
-        y = np.asarray(to_numpy(y)) if not is_gpu_array(y) else y
-        classes = self.output_shape[-1]
-        if y.ndim == 2 and y.shape[1] == classes:
-            if not bool(get_array_module(y).isfinite(y).all()):
-                raise ValueError(f"{name} holds NaN or infinite target values")
-            return y
-        if y.ndim != 1:
-            raise ValueError(
-                f"{name} must be (N,) class indices or (N, {classes}) one-hot rows, "
-                f"got shape {tuple(y.shape)}"
-            )
-        if np.dtype(y.dtype).kind not in "biuf":
-            raise TypeError(f"{name} must hold class indices 0..{classes - 1}, found {y.dtype}")
-        values = to_numpy(y)
-        bad = ~np.isfinite(values) | (values != np.round(values)) | (values < 0)
-        bad |= values >= classes
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise ValueError(
-                f"{name}[{i}] is {values[i]!r}: labels must be whole numbers from 0 to "
-                f"{classes - 1} (the model has {classes} outputs)"
-            )
-        return y.astype(np.int64, copy=False) if np.dtype(y.dtype).kind == "f" else y
-
-    @staticmethod
-    def _check_pairs(x, y, x_name: str, y_name: str) -> None:
+    def _examples(self, x, y, x_name: str, y_name: str):
+        """(x, y) checked against the model (minicnn.inputs); same number of each."""
+        x = as_images(x, x_name, self.input_shape, self.dtype)
+        y = as_labels(y, y_name, classes=self.output_shape[-1])
         if len(y) != len(x):
             raise ValueError(f"{x_name} has {len(x)} samples but {y_name} has {len(y)} labels")
+        return x, y
 
     # -- weights --------------------------------------------------------------------------
     def get_weights(self) -> dict[str, np.ndarray]:
@@ -586,8 +524,3 @@ def _lookup(kind: str, value, names: dict):
     if make is None:
         raise ValueError(f"unknown {kind} {value!r}: expected one of {sorted(names)}")
     return make()
-
-
-def _check_count(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
