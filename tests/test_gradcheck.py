@@ -136,3 +136,46 @@ def test_gradcheck_catches_a_wrong_gradient():
             return dx
 
     assert check_layer(BrokenDense(3), images((4, 5))) > 1e-3
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["training", "inference"])
+def test_batchnorm_gradients_in_both_modes(training):
+    layer = mc.BatchNorm().build((3, 4, 4))
+    rng = np.random.default_rng(2)
+    layer.state["running_mean"] = rng.standard_normal(3)
+    layer.state["running_var"] = rng.random(3) + 0.5
+    assert check_layer(layer, images((5, 3, 4, 4)), training=training) <= TOL
+
+
+def test_input_gradient_of_a_trained_model_in_inference_mode():
+    """model.input_gradient: d(sum(logits * dlogits))/dx with dropout off and BatchNorm on its
+    running averages, the saliency the demo draws, against central differences."""
+    model = mc.Sequential(
+        [
+            mc.Conv2D(3, 3, padding="same"),
+            mc.BatchNorm(),
+            mc.ReLU(),
+            mc.MaxPool2D(2),
+            mc.Dropout(0.5),
+            mc.Flatten(),
+            mc.Dense(5),
+        ],
+        input_shape=(1, 6, 6),
+        seed=0,
+        dtype="float64",
+    )
+    bn = model.layers[1]
+    bn.state["running_mean"] = np.array([0.1, -0.2, 0.3])
+    bn.state["running_var"] = np.array([0.5, 1.5, 2.0])
+    x = tie_free_images((2, 1, 6, 6))
+    dlogits = np.zeros((2, 5))
+    dlogits[[0, 1], [3, 1]] = 1.0  # each image's score of one class
+    analytic = model.input_gradient(x, dlogits)
+
+    def score() -> float:
+        return float((model.forward(x, training=False) * dlogits).sum())
+
+    numeric = numerical_gradient(score, x)
+    assert analytic.shape == x.shape
+    assert relative_error(analytic, numeric) <= TOL
+    assert np.abs(analytic).max() > 0
