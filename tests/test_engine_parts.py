@@ -154,3 +154,18 @@ def test_with_freed_memory_kept_training_steps_stop_page_faulting():
     # Returned to the kernel, the step's ~6 MB arrays fault in again page by page (1,000s).
     assert returned > 500, returned
     assert kept < returned / 10, (kept, returned)
+
+
+@pytest.mark.parametrize("sample_shape", [(3, 4, 4), (7,), (3, 3)], ids=["even", "odd", "odd-2d"])
+def test_chunks_draw_the_numbers_one_call_would_draw(sample_shape):
+    from minicnn.engine.kernels import batch_uniforms
+
+    chunks = threads.batch_chunks(37, 2)
+    one_call = np.random.default_rng(4)
+    expected = one_call.random((37, *sample_shape), dtype=np.float32)
+    rng = np.random.default_rng(4)
+    draws = batch_uniforms(rng, 37, sample_shape, chunks)
+    parts = [draws[start]() for start, _ in reversed(chunks)][::-1]  # any order, any thread
+    np.testing.assert_array_equal(np.concatenate(parts), expected)
+    # and the generator goes on as if it had made the one call
+    assert rng.random() == one_call.random()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from minicnn.engine.kernels import DropoutKernel, make_kernel, splits
+from minicnn.engine.kernels import DropoutKernel, batch_uniforms, make_kernel, splits
 from minicnn.engine.memory import keep_freed_memory
 from minicnn.engine.threads import ChunkPool, available_cores, batch_chunks, sum_in_chunk_order
 from minicnn.layers import Dropout
@@ -41,8 +41,9 @@ class CPUEngine:
     keep_freed_memory=False, freed memory stays in the process (minicnn.engine.memory). BLAS
     gets its previous thread count back when no model uses the engine any more.
 
-    Randomness is the plain layers': Dropout draws each batch's mask itself, for the whole
-    batch, so the masks do not depend on the engine or the thread count.
+    Randomness is the plain layers': a Dropout layer's generator gives the same numbers for a
+    batch whatever its split (kernels.batch_uniforms), so the masks do not depend on the engine
+    or the thread count.
 
     NumPy only: on a GPU (CuPy) the plain layers are the fast path.
 
@@ -152,22 +153,22 @@ class CPUEngine:
         return groups
 
     def _kernels(self, layers, indices, chunks, x, training: bool) -> dict:
-        """Each chunk's kernels (by chunk start) for the layers `indices`. Dropout layers draw
-        their masks here, for the whole batch, before the chunks run."""
+        """Each chunk's kernels (by chunk start) for the layers `indices`. A Dropout layer's
+        generator hands each chunk its share of the batch's random numbers (batch_uniforms)."""
         shape = x.shape[1:]
-        masks = {}
+        uniforms = {}
         for i in indices:
             layer = layers[i]
             if not layer.built:
                 layer.build(shape, dtype=x.dtype)
             if isinstance(layer, Dropout) and training and layer.rate > 0:
-                masks[i] = layer.draw_mask((len(x), *shape), x.dtype)
+                uniforms[i] = batch_uniforms(layer.rng, len(x), shape, chunks)
             shape = layer.output_shape
         kernels = {}
-        for start, stop in chunks:
+        for start, _ in chunks:
             kernels[start] = [
-                DropoutKernel(layers[i], masks[i][start:stop])
-                if i in masks
+                DropoutKernel(layers[i], uniforms[i][start])
+                if i in uniforms
                 else make_kernel(layers[i])
                 for i in indices
             ]

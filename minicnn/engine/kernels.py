@@ -42,26 +42,57 @@ class ReLUKernel:
 
 
 class DropoutKernel:
-    """Dropout on one chunk, with the chunk's rows of a mask the layer drew for the whole batch
-    (Dropout.draw_mask): the masks do not depend on how the batch is split."""
+    """Dropout on one chunk. `uniform()` gives the chunk's share of the uniform values the layer
+    would draw for the whole batch (see batch_uniforms), so the masks are the plain layer's
+    whatever the split; None means the identity (inference, or rate 0)."""
 
-    def __init__(self, layer, mask=None) -> None:
+    def __init__(self, layer, uniform=None) -> None:
         self.layer = layer
-        self.mask = mask  # None: the identity (inference, or rate 0)
+        self.uniform = uniform
         self.cache = None
         self.grads: dict = {}
 
     def forward(self, x, training: bool):
-        if self.mask is None:
+        if self.uniform is None:
             return x
-        mask = np.empty_like(x)  # the mask copied into x's memory layout: one like-for-like
-        mask[...] = self.mask  # multiply, and channels-last activations stay channels-last
+        # Dropout.draw_mask's formula, written straight into x's memory layout (channels-last
+        # stays so): 1 where the value is at least the rate, times 1 / (1 - rate).
+        mask = np.empty_like(x)
+        np.greater_equal(self.uniform(), self.layer.rate, out=mask)
+        mask *= x.dtype.type(1.0 / (1.0 - self.layer.rate))
         self.cache = mask
         return x * mask
 
     def backward(self, dy, input_gradient: bool = True):
         mask, self.cache = self.cache, None
         return dy if mask is None else dy * mask
+
+
+def batch_uniforms(rng: np.random.Generator, n: int, sample_shape, chunks) -> dict:
+    """For each chunk (by start), a function drawing its rows of rng.random((n, *sample_shape),
+    float32): the very numbers one call would give, drawn on the chunk's own thread.
+
+    NumPy's default bit generator, PCG64, can jump ahead: a float32 takes half of one 64-bit
+    output, so the values of samples [start, stop) begin start * size / 2 outputs into the
+    stream. Each chunk jumps a copy of the generator there, and the layer's generator jumps
+    past the whole batch, as if it had drawn it. Where that does not hold (another bit
+    generator, an odd sample size, half an output left over), the batch is drawn at once.
+    """
+    size = int(np.prod(sample_shape))
+    bits = rng.bit_generator
+    if type(bits) is not np.random.PCG64 or size % 2 or bits.state["has_uint32"]:
+        values = rng.random((n, *sample_shape), dtype=np.float32)
+        return {start: (lambda a=start, b=stop: values[a:b]) for start, stop in chunks}
+    state = bits.state
+    bits.advance(n * size // 2)
+
+    def draw(start: int, stop: int):
+        chunk_bits = np.random.PCG64()
+        chunk_bits.state = state
+        chunk_bits.advance(start * size // 2)
+        return np.random.Generator(chunk_bits).random((stop - start, *sample_shape), np.float32)
+
+    return {start: (lambda a=start, b=stop: draw(a, b)) for start, stop in chunks}
 
 
 class PlainKernel:
