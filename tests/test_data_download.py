@@ -289,6 +289,7 @@ def test_cli_reports_errors_without_a_traceback(tmp_path, monkeypatch, capsys):
     url = f"http://127.0.0.1:{free_port()}/"
     assert main(["download", "--dest", str(tmp_path), "--url", url]) == 1
     error = capsys.readouterr().err
-    assert error.startswith("error: could not download a.gz") and "--data-dir" in error
+    assert error.startswith("python -m kannada.data: error: could not download a.gz")
+    assert "--data-dir" in error
     assert main(["info", "--data-dir", str(tmp_path / "empty-or-missing")]) == 1
     assert "does not exist" in capsys.readouterr().err
