@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import socket
 import time
 from pathlib import Path
 
@@ -18,13 +19,15 @@ from PIL import Image
 from scipy import ndimage
 
 import minicnn
+from kannada.cli import RunError
 from kannada.demo import (
     EMPTY_MESSAGE,
     PRETRAINED_MODEL,
     DigitReader,
     canvas_picture,
+    choose_model,
     class_name,
-    default_model_path,
+    describe_model,
     main,
 )
 from kannada.drawing import prepare_digit
@@ -125,34 +128,63 @@ def test_canvas_picture_takes_the_composite_else_the_last_layer():
     assert canvas_picture(a) is a
 
 
-def test_default_model_is_the_newest_run_else_the_packaged_one(tmp_path, monkeypatch):
+def test_the_shipped_model_unless_model_names_another(tmp_path, monkeypatch):
     runs = tmp_path / "runs"
     for age, name in enumerate(["new", "old"]):
         (runs / name).mkdir(parents=True)
         (runs / name / "model.npz").write_bytes(b"x")
         os.utime(runs / name / "model.npz", (1e9 - age * 100, 1e9 - age * 100))
-    assert default_model_path(runs) == runs / "new" / "model.npz"
-
-    packaged = tmp_path / "pretrained.npz"
-    packaged.write_bytes(b"x")
-    monkeypatch.setattr("kannada.demo.PRETRAINED_MODEL", packaged)
-    assert default_model_path(tmp_path / "no-runs") == packaged
-
+    # A newer run does not replace the shipped model: only --model latest picks it.
+    assert choose_model(None, runs) == PRETRAINED_MODEL
+    assert choose_model("latest", runs) == runs / "new" / "model.npz"
+    assert choose_model("other.npz", runs) == Path("other.npz")
+    with pytest.raises(RunError, match=r"--model latest: no .*model\.npz here"):
+        choose_model("latest", tmp_path / "no-runs")
     monkeypatch.setattr("kannada.demo.PRETRAINED_MODEL", tmp_path / "absent.npz")
-    with pytest.raises(FileNotFoundError, match=r"python -m kannada\.train"):
-        default_model_path(tmp_path / "no-runs")
+    with pytest.raises(RunError, match="installation is incomplete"):
+        choose_model(None, runs)
+
+
+def test_the_page_names_the_model_and_its_accuracy(tiny_model):
+    metadata = {"validation_accuracy": 0.9940625, "dig_accuracy": 0.87294921875}
+    line = describe_model(PRETRAINED_MODEL, metadata)
+    assert line == (
+        "Model: the model shipped with kannada (99.41% on writers held out from training, "
+        "87.29% on Dig-MNIST)."
+    )
+    assert "not recorded" in DigitReader.from_file(tiny_model).about
+    assert str(tiny_model) in DigitReader.from_file(tiny_model).about
+    if PRETRAINED_MODEL.is_file():
+        shipped = DigitReader.from_file(PRETRAINED_MODEL).about
+        assert "shipped" in shipped and "% on Dig-MNIST" in shipped
 
 
 def test_main_explains_a_missing_or_broken_model(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # no runs/ here
-    monkeypatch.setattr("kannada.demo.PRETRAINED_MODEL", tmp_path / "absent.npz")
-    assert main([]) == 1
-    assert "no model found" in capsys.readouterr().err
+    assert main(["--model", "latest"]) == 1
+    assert "--model latest: no runs/*/model.npz here" in capsys.readouterr().err
 
     broken = tmp_path / "broken.npz"
     broken.write_bytes(b"not a model")
     assert main(["--model", str(broken)]) == 1
     assert "broken.npz" in capsys.readouterr().err
+
+    picture = tmp_path / "digit.npz"  # a PNG renamed
+    Image.new("L", (28, 28)).save(picture, format="PNG")
+    assert main(["--model", str(picture)]) == 1
+    err = capsys.readouterr().err
+    assert "not a minicnn model file" in err and "allow_pickle" not in err
+
+
+def test_a_port_in_use_is_one_line_naming_port(tiny_model, capsys):
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert main(["--model", str(tiny_model), "--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"python -m kannada.demo: error: --port {port}: the port is in use")
+    assert len(err.strip().splitlines()) == 1
 
 
 # -- the handler --------------------------------------------------------------------------
