@@ -66,12 +66,12 @@ def tiny_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def train_digits():
     """200 (image, label) pairs from the real training set, fixed by a seed."""
-    from conftest import shared_data_dir  # tests/conftest.py: where the real data lives
+    from conftest import NO_REAL_DATA, shared_data_dir  # tests/conftest.py: the real data
 
     from kannada.data import read_idx
 
     if shared_data_dir() is None:
-        pytest.skip("real Kannada-MNIST data not found (../shared/data/kannada-mnist)")
+        pytest.skip(NO_REAL_DATA)
     folder = shared_data_dir() / "original"
     images = read_idx(folder / "X_kannada_MNIST_train-idx3-ubyte.gz")
     labels = read_idx(folder / "y_kannada_MNIST_train-idx1-ubyte.gz")
