@@ -237,6 +237,26 @@ def dead_process_id() -> int:
     return probe.pid
 
 
+def test_ctrl_c_stops_the_demo(tiny_model: Path):
+    pytest.importorskip("gradio", reason="the demo extra (gradio) is not installed")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    def serving() -> bool:
+        with socket.socket() as client:
+            return client.connect_ex(("127.0.0.1", port)) == 0
+
+    command = Command("kannada.demo", "--model", str(tiny_model), "--port", str(port))
+    command.wait_for(serving, "the demo to serve its page", timeout=120)
+    code, err = command.interrupt()
+    assert code == 130
+    prog = "python -m kannada.demo"
+    assert one_error_line(err, prog) == (
+        f"{prog}: interrupted; the demo has stopped (it writes nothing)"
+    )
+
+
 @pytest.mark.parametrize("command", ["evaluate", "predict", "export"])
 def test_ctrl_c_in_the_other_commands_is_one_line(command, tiny_model, data_dir, tmp_path, capsys):
     def ctrl_c(*args, **kwargs):
