@@ -5,6 +5,9 @@ from pathlib import Path
 
 import pytest
 
+import minicnn
+from kannada.preprocess import Preprocessing
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The real data's layout the tests read (README: "Tests that need the real data").
 REAL_DATA_FOLDERS = ("original", "kaggle")
@@ -34,4 +37,14 @@ def real_data_dir() -> Path:
     path = shared_data_dir()
     if path is None:
         pytest.skip(NO_REAL_DATA)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    """An untrained Flatten + Dense model saved as kannada.train saves one (no ZCA): a model
+    file for tests of messages and plumbing, not of accuracy."""
+    model = minicnn.Sequential([minicnn.Flatten(), minicnn.Dense(10)], seed=0)
+    path = tmp_path_factory.mktemp("model") / "model.npz"
+    model.save(path, metadata=Preprocessing().to_metadata())
     return path

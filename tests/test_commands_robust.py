@@ -29,7 +29,6 @@ from PIL import Image
 import minicnn
 from kannada import evaluate, export, predict, train
 from kannada.drawing import prepare_digit
-from kannada.preprocess import Preprocessing
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ROWS_PER_WRITER = 1280
@@ -75,15 +74,6 @@ def big_gzip_data(tmp_path_factory) -> Path:
         for _ in range(12_000 // ROWS_PER_WRITER):
             file.write(text)
     return folder
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    """An untrained Flatten + Dense model saved as kannada.train saves one (no ZCA)."""
-    model = minicnn.Sequential([minicnn.Flatten(), minicnn.Dense(10)], seed=0)
-    path = tmp_path_factory.mktemp("model") / "model.npz"
-    model.save(path, metadata=Preprocessing().to_metadata())
-    return path
 
 
 def quick_run_args(

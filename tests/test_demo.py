@@ -18,7 +18,6 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-import minicnn
 from kannada.cli import RunError
 from kannada.demo import (
     EMPTY_MESSAGE,
@@ -31,7 +30,6 @@ from kannada.demo import (
     main,
 )
 from kannada.drawing import prepare_digit
-from kannada.preprocess import Preprocessing
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO_ROOT / "test-artifacts"
@@ -52,15 +50,6 @@ def real_reader() -> DigitReader:
     if path is None:
         pytest.skip("no trained model: set KANNADA_DEMO_MODEL or ship kannada/pretrained/model.npz")
     return DigitReader.from_file(path)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    """An untrained Flatten + Dense model saved as kannada.train saves one (no ZCA)."""
-    model = minicnn.Sequential([minicnn.Flatten(), minicnn.Dense(10)], seed=0)
-    path = tmp_path_factory.mktemp("model") / "model.npz"
-    model.save(path, metadata=Preprocessing().to_metadata())
-    return path
 
 
 @pytest.fixture(scope="module")
