@@ -27,7 +27,7 @@ import httpx
 import numpy as np
 from PIL import Image, ImageDraw
 
-from kannada.demo import DigitReader, default_model_path
+from kannada.demo import DigitReader, choose_model
 
 CANVAS = 420
 
@@ -122,13 +122,13 @@ def start_demo(model: Path, port: int) -> subprocess.Popen:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="model.npz (default: as python -m kannada.demo)")
+    parser.add_argument("--model", help="model.npz or latest (default: as python -m kannada.demo)")
     parser.add_argument("--requests", type=int, default=200, help="requests per scenario")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients")
     args = parser.parse_args()
     from gradio_client import Client, handle_file
 
-    model = Path(args.model) if args.model else default_model_path()
+    model = choose_model(args.model)
     reader = DigitReader.from_file(model)
     rows, failures = [], []
     with tempfile.TemporaryDirectory() as folder:

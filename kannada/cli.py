@@ -1,13 +1,16 @@
 """What the kannada commands share: the --data-dir option, loading the data, choosing the
-training and validation rows, and one clear line for the errors a user can cause.
+training and validation rows, and one clear line for everything that can stop a command: the
+errors a user can cause, the operating system's errors and Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
+import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +79,15 @@ def load_data(data_dir: str | Path | None) -> Dataset:
 
     Raises DataNotFoundError / DataFormatError / DownloadError with messages for people.
     """
-    folder = Path(data_dir) if data_dir is not None else ensure_downloaded()
+    if data_dir is not None:
+        return load_dataset(Path(data_dir))
+    try:
+        folder = ensure_downloaded()
+    except DownloadError as error:
+        # Often the first command after the install: say what did work.
+        raise DownloadError(
+            f"the installation worked, but the Kannada-MNIST data could not be downloaded: {error}"
+        ) from error
     return load_dataset(folder)
 
 
@@ -105,10 +116,105 @@ def existing_file(parser: argparse.ArgumentParser, path: str, what: str) -> Path
     return candidate
 
 
-def report_error(prog: str, error: BaseException) -> int:
+def report_error(prog: str, error: BaseException | str) -> int:
     """Print `prog: error: message` on stderr, as argparse does, and return exit code 1."""
     print(f"{prog}: error: {error}", file=sys.stderr)
     return 1
+
+
+# The exit status of a command ended by Ctrl-C, as shells report it: 128 + SIGINT (2).
+INTERRUPTED = 130
+
+
+def run_command(prog: str, job: Callable[[], int], after_interrupt: Callable[[], str]) -> int:
+    """Run a command's job and return its exit status; whatever stops it becomes one line.
+
+    The errors a user can cause (USER_ERRORS) and the operating system's (a full disk, a
+    folder that cannot be written) give `prog: error: ...` and exit status 1. Ctrl-C gives
+    `prog: interrupted; ...` with what after_interrupt() says (what was saved, how to go on)
+    and exit status 130.
+    """
+    try:
+        return job()
+    except KeyboardInterrupt:
+        # A terminal shows ^C where the cursor was: start on a line of our own.
+        start = "\n" if sys.stderr.isatty() else ""
+        print(f"{start}{prog}: interrupted; {after_interrupt()}", file=sys.stderr)
+        return INTERRUPTED
+    except USER_ERRORS as error:
+        return report_error(prog, error)
+    except OSError as error:
+        return report_error(prog, describe_os_error(error))
+
+
+# What to do about the operating-system errors a person can fix, by errno.
+_OS_ERROR_ADVICE = {
+    errno.ENOSPC: "free some space there and run the command again",
+    errno.EDQUOT: "free some space there (or ask for a larger quota) and run the command again",
+    errno.EACCES: "choose a folder you may write to, or change its permissions",
+    errno.EPERM: "choose a folder you may write to, or change its permissions",
+    errno.EROFS: "choose a folder on a writable file system",
+}
+
+
+def describe_os_error(error: OSError) -> str:
+    """An operating-system error as a sentence: the file, what went wrong, what to do."""
+    where = f"{error.filename}: " if error.filename is not None else ""
+    what = error.strerror or str(error) or type(error).__name__
+    advice = _OS_ERROR_ADVICE.get(error.errno)
+    return f"{where}{what[:1].lower()}{what[1:]}" + (f"; {advice}" if advice else "")
+
+
+def check_output_folder(
+    folder: str | Path, option: str, given: str | Path | None = None
+) -> Path | None:
+    """Make sure `folder` is, or can be created as, a folder this process may write in.
+
+    Returns the outermost folder that does not exist yet (the first file written creates it,
+    and a command that fails before writing removes it again), or None when `folder` exists.
+    Raises RunError naming `option` and `given` (what the user wrote; default: folder) when a
+    part of the path is a file or the nearest existing folder cannot be written (permissions,
+    a read-only file system).
+    """
+    folder = Path(folder)
+    where = f"{option} {folder if given is None else given}"
+    existing, missing = folder, None
+    while not existing.exists() and existing != existing.parent:
+        existing, missing = existing.parent, existing
+    if not existing.is_dir():
+        raise RunError(f"{where}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RunError(
+            f"{where}: cannot write in {existing} (permission denied or a read-only file "
+            "system); choose a folder you may write to"
+        )
+    return missing
+
+
+def check_output_file(path: str | Path, option: str) -> Path:
+    """The path as a Path, after checking it can be written as a file (see check_output_folder)."""
+    path = Path(path)
+    if path.is_dir():
+        raise RunError(f"{option} {path}: is a folder; expected the name of a file to write")
+    check_output_folder(path.parent, option, given=path)
+    return path
+
+
+def remove_empty_folders(folder: Path, outermost: Path | None) -> None:
+    """Remove `folder` and its parents up to `outermost` (check_output_folder's result), as
+    long as they are empty: what a command that failed before writing anything created."""
+    if outermost is None or (outermost != folder and outermost not in folder.parents):
+        return
+    while True:
+        try:
+            folder.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError:  # not empty: leave it and everything above it
+            return
+        if folder == outermost:
+            return
+        folder = folder.parent
 
 
 # ---------------------------------------------------------------- which rows train, which validate

@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import socket
 import sys
 import threading
 import time
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kannada.cli import USER_ERRORS, report_error
+from kannada.cli import RunError, run_command
 from kannada.drawing import DrawingError, EmptyDrawing, prepare_digit
 from kannada.predict import load_model, predict_images
 
@@ -47,21 +49,47 @@ def class_name(digit: int) -> str:
     return f"{KANNADA_NUMERALS[digit]} · {digit}"
 
 
-def default_model_path(runs_dir: str | Path = "runs") -> Path:
-    """The newest runs/*/model.npz, else the model packaged with kannada.
+def choose_model(option: str | None, runs_dir: str | Path = "runs") -> Path:
+    """The model file --model names: None -> the model shipped with kannada, "latest" -> the
+    newest runs/*/model.npz, anything else -> that path.
 
-    Raises FileNotFoundError saying where we looked and how to get a model.
+    Raises RunError saying where we looked and what to do instead.
     """
-    runs = sorted(Path(runs_dir).glob("*/model.npz"), key=lambda path: path.stat().st_mtime)
-    if runs:
-        return runs[-1]
-    if PRETRAINED_MODEL.is_file():
+    if option is None:
+        if not PRETRAINED_MODEL.is_file():
+            raise RunError(
+                f"the model shipped with kannada ({PRETRAINED_MODEL}) is missing, so the "
+                "installation is incomplete; reinstall, or pass --model PATH (or --model latest)"
+            )
         return PRETRAINED_MODEL
-    raise FileNotFoundError(
-        f"no model found: looked for {Path(runs_dir) / '*' / 'model.npz'} and the packaged "
-        f"{PRETRAINED_MODEL}. Train one with `python -m kannada.train --data-dir DIR` "
-        "or pass --model PATH"
-    )
+    if option == "latest":
+        runs = sorted(Path(runs_dir).glob("*/model.npz"), key=lambda path: path.stat().st_mtime)
+        if not runs:
+            raise RunError(
+                f"--model latest: no {Path(runs_dir) / '*' / 'model.npz'} here; train one with "
+                "`python -m kannada.train`, or leave out --model to use the shipped model"
+            )
+        return runs[-1]
+    return Path(option).expanduser()
+
+
+def describe_model(path: Path, metadata: dict) -> str:
+    """One line for the page: which model reads the digits and how accurate it was found.
+
+    The accuracies are those kannada.train measured and stored in the file
+    (validation_accuracy, dig_accuracy); a file without them says so.
+    """
+    name = "the model shipped with kannada" if path == PRETRAINED_MODEL else f"`{path}`"
+    measured = [
+        f"{metadata[key]:.2%} {what}"
+        for key, what in (
+            ("validation_accuracy", "on writers held out from training"),
+            ("dig_accuracy", "on Dig-MNIST"),
+        )
+        if isinstance(metadata.get(key), int | float)
+    ]
+    accuracy = ", ".join(measured) if measured else "its accuracy is not recorded in the file"
+    return f"Model: {name} ({accuracy})."
 
 
 @dataclass(frozen=True)
@@ -89,15 +117,17 @@ class DigitReader:
     nothing from running two forward passes side by side.
     """
 
-    def __init__(self, model, preprocessing) -> None:
+    def __init__(self, model, preprocessing, about: str = "") -> None:
         self.model = model
         self.preprocessing = preprocessing
+        self.about = about  # the page's line about the model (describe_model)
         self._lock = threading.Lock()
 
     @classmethod
     def from_file(cls, path: str | Path) -> DigitReader:
         """Load a model.npz written by kannada.train (raises minicnn.ModelFileError)."""
-        return cls(*load_model(path))
+        model, preprocessing = load_model(path)
+        return cls(model, preprocessing, describe_model(Path(path), model.metadata))
 
     def read(self, picture, name: str | None = None) -> Reading:
         """Any picture prepare_digit accepts (path, bytes, PIL image, array), or None -> Reading.
@@ -169,7 +199,7 @@ def build_app(reader: DigitReader):
     try:
         import gradio as gr
     except ImportError:
-        raise RuntimeError(
+        raise RunError(
             "the demo needs Gradio: pip install 'minicnn-kannada[demo]' (or pip install gradio)"
         ) from None
 
@@ -178,6 +208,7 @@ def build_app(reader: DigitReader):
             "## Handwritten Kannada digits\n"
             "Draw one digit (೦ to ೯) with the mouse or a finger; the network reads it as you draw."
         )
+        gr.Markdown(reader.about, elem_id="model")
         with gr.Row():
             with gr.Column():
                 sketch = gr.Sketchpad(
@@ -236,6 +267,30 @@ def build_app(reader: DigitReader):
     return app
 
 
+def check_port(host: str, port: int) -> None:
+    """Raise RunError naming --port (or --host) when the demo could not serve there."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+            probe.bind((host, port))
+    except socket.gaierror as error:
+        raise RunError(f"--host {host}: not an address this machine knows ({error})") from None
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise RunError(
+                f"--port {port}: the port is in use on {host} (another demo, or another "
+                "program); choose another with --port"
+            ) from None
+        if error.errno == errno.EADDRNOTAVAIL:
+            raise RunError(f"--host {host}: not an address of this machine") from None
+        if error.errno == errno.EACCES:
+            raise RunError(
+                f"--port {port}: this user may not serve on it (ports below 1024 need "
+                "privileges); choose one above 1023 with --port"
+            ) from None
+        raise
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with argv (default: sys.argv[1:]); return the exit status."""
     parser = argparse.ArgumentParser(
@@ -244,8 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--model",
         metavar="PATH",
-        help="a model.npz written by kannada.train (default: the newest runs/*/model.npz, "
-        "else the model packaged with kannada)",
+        help="a model.npz written by kannada.train, or 'latest' for the newest "
+        "runs/*/model.npz (default: the model shipped with kannada)",
     )
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to serve on (default: %(default)s)"
@@ -255,15 +310,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--share", action="store_true", help="also publish a temporary public link (off by default)"
     )
     args = parser.parse_args(argv)
-    try:
-        model_path = Path(args.model) if args.model else default_model_path()
-        reader = DigitReader.from_file(model_path)
-        app = build_app(reader)
-    except (*USER_ERRORS, FileNotFoundError, RuntimeError) as error:
-        return report_error(PROG, error)
+    return run_command(
+        PROG, lambda: _serve(args), lambda: "the demo has stopped (it writes nothing)"
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """Load the model, check the address, serve the page until Ctrl-C."""
+    model_path = choose_model(args.model)
+    reader = DigitReader.from_file(model_path)
+    check_port(args.host, args.port)
+    app = build_app(reader)
     print(f"model: {model_path}")
-    app.launch(server_name=args.host, server_port=args.port, share=args.share)
-    return 0
+    try:
+        app.launch(
+            server_name=args.host,
+            server_port=args.port,
+            share=args.share,
+            prevent_thread_lock=True,
+        )
+    except OSError as error:  # taken in the meantime; Gradio's message names its own settings
+        raise RunError(f"--port {args.port}: could not serve on {args.host} ({error})") from None
+    try:
+        while True:  # Gradio serves from its own threads; Ctrl-C ends the wait
+            time.sleep(0.5)
+    finally:
+        app.close()
 
 
 if __name__ == "__main__":

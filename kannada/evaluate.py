@@ -16,23 +16,22 @@ import numpy as np
 
 import minicnn
 from kannada.cli import (
-    USER_ERRORS,
     add_backend_argument,
     add_data_dir_argument,
     add_model_argument,
+    check_output_folder,
     choose_backend,
     data_fingerprint,
     existing_file,
     load_data,
-    report_error,
+    remove_empty_folders,
+    run_command,
     split_rows,
 )
 from kannada.data import Dataset, Split
-from kannada.plots import plot_misclassified
 from kannada.predict import load_model, predict_images
 from kannada.preprocess import Preprocessing
 from kannada.report import write_metrics_json, write_split_report, write_submission_csv
-from minicnn.files import atomic_write
 
 PROG = "python -m kannada.evaluate"
 VALIDATION = "validation"
@@ -47,14 +46,12 @@ def write_evaluation(
     """Predict every split in `parts` with `preprocessing` and write its reports into out_dir.
 
     parts: split name ("validation", "dig", "test") -> Split with images uint8 (N, 28, 28).
-    A labelled split gets confusion_matrix_<name>.png, a section of classification_report.txt
-    and a mistake gallery: misclassified.png for validation (confusion_matrix.png is a copy of
-    its matrix), misclassified_<name>.png for the others. A split without labels gets
+    A labelled split gets confusion_matrix_<name>.png, misclassified_<name>.png (a gallery of
+    its mistakes) and a section of classification_report.txt. A split without labels gets
     submission.csv (id,label; ids 0..N-1 when the file has none).
     Returns (metrics by split name, the paths written).
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     metrics: dict[str, Any] = {}
     written: list[Path] = []
     for name, split in parts.items():
@@ -63,26 +60,10 @@ def write_evaluation(
             ids = split.ids if split.ids is not None else np.arange(len(split), dtype=np.int64)
             written.append(write_submission_csv(ids, predicted, out_dir / "submission.csv"))
             continue
-        is_validation = name == VALIDATION
         metrics[name] = write_split_report(
-            name,
-            split.labels,
-            predicted,
-            probs,
-            None if is_validation else split.images,
-            out_dir,
+            name, split.labels, predicted, probs, split.images, out_dir
         )
-        matrix = out_dir / f"confusion_matrix_{name}.png"
-        written.append(matrix)
-        if is_validation:
-            gallery = out_dir / "misclassified.png"
-            plot_misclassified(split.images, split.labels, predicted, probs, gallery)
-            # The issue's name for "the" confusion matrix: the validation one.
-            with atomic_write(out_dir / "confusion_matrix.png", "wb") as file:
-                file.write(matrix.read_bytes())
-            written += [gallery, out_dir / "confusion_matrix.png"]
-        else:
-            written.append(out_dir / f"misclassified_{name}.png")
+        written += [out_dir / f"confusion_matrix_{name}.png", out_dir / f"misclassified_{name}.png"]
     if metrics:
         written.append(out_dir / "classification_report.txt")
     return metrics, written
@@ -140,17 +121,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     model_path = existing_file(parser, args.model, "--model")
     out_dir = Path(args.out) if args.out else model_path.parent / "evaluation"
+    writing: list[bool] = []  # not empty once the reports are being written
 
+    def after_interrupt() -> str:
+        if not writing:
+            return "nothing was written"
+        return (
+            f"the reports in {out_dir} may be incomplete (each file there is whole); "
+            "run the command again to write them all"
+        )
+
+    return run_command(
+        PROG,
+        lambda: _evaluate(model_path, args.data_dir, out_dir, args.backend, writing),
+        after_interrupt,
+    )
+
+
+def _evaluate(
+    model_path: Path, data_dir: str | None, out_dir: Path, backend: str, writing: list[bool]
+) -> int:
+    """Load the model and the data, write the reports, print the summary; return 0."""
+    created = check_output_folder(out_dir, "--out")
     try:
-        choose_backend(args.backend)
+        choose_backend(backend)
         model, preprocessing = load_model(model_path)
-        data_dir = args.data_dir
         if data_dir is None:
             # The folder the model was trained from, when it is still there.
             folder = model.metadata.get("data", {}).get("folder")
             data_dir = folder if folder and Path(folder).is_dir() else None
         dataset = load_data(data_dir)
         parts, note = evaluation_parts(dataset, model.metadata)
+        writing.append(True)
         metrics, written = write_evaluation(model, preprocessing, parts, out_dir)
         summary = {
             "model": str(model_path),
@@ -159,9 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             **metrics,
         }
         written.append(write_metrics_json(summary, out_dir / "metrics.json"))
-    except USER_ERRORS as error:
-        return report_error(PROG, error)
-
+    finally:
+        remove_empty_folders(out_dir, created)  # a failure before the first report
     if note:
         print(f"note: {note}")
     for name, split_metrics in metrics.items():

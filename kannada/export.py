@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from kannada.cli import USER_ERRORS, report_error
+from kannada.cli import check_output_file, run_command
 from kannada.predict import load_model
 
 PROG = "python -m kannada.export"
@@ -27,18 +27,21 @@ def export_model(source: str | Path, output: str | Path) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with argv (default: sys.argv[1:]); return the exit status."""
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument(
         "--model", required=True, help="a model.npz or checkpoint.npz written by kannada.train"
     )
     parser.add_argument("--output", required=True, help="where to write the exported model")
     args = parser.parse_args(argv)
-    try:
-        path = export_model(args.model, args.output)
-    except USER_ERRORS as error:
-        return report_error(PROG, error)
-    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
-    return 0
+
+    def job() -> int:
+        path = export_model(args.model, check_output_file(args.output, "--output"))
+        print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+        return 0
+
+    # The model is written in one step at the end (atomically): until then, nothing is.
+    return run_command(PROG, job, lambda: "nothing was written")
 
 
 if __name__ == "__main__":

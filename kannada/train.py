@@ -8,6 +8,7 @@ reports, figures, metrics and a Kaggle submission in runs/<name>/.
 from __future__ import annotations
 
 import argparse
+import errno
 import resource
 import shlex
 import sys
@@ -22,18 +23,21 @@ import numpy as np
 import minicnn
 from kannada.augment import Augmenter, save_examples_figure
 from kannada.cli import (
-    USER_ERRORS,
     RunError,
     add_backend_argument,
     add_data_dir_argument,
+    check_output_folder,
     choose_backend,
     data_fingerprint,
+    describe_os_error,
     load_data,
-    report_error,
+    remove_empty_folders,
+    run_command,
     run_fast,
     split_rows,
 )
 from kannada.data import Dataset, Split
+from kannada.digits import IMAGE_SIDE
 from kannada.evaluate import VALIDATION, write_evaluation
 from kannada.model import build_model
 from kannada.plots import plot_history
@@ -42,11 +46,14 @@ from kannada.report import write_history_csv, write_metrics_json
 from kannada.zca import ZCA
 from minicnn import Adam, NonFiniteLossError, ReduceLROnPlateau
 from minicnn.callbacks import Callback
+from minicnn.files import remove_stray_temp_files
 
 PROG = "python -m kannada.train"
-# The default run's length; the README gives the time it takes, measured once.
+# The default run's length; the README ("Results of the default run") gives its time.
 DEFAULT_EPOCHS = 15
 CHECKPOINT = "checkpoint.npz"
+# The figures, CSVs and JSON files a run writes besides its model files, with a margin.
+REPORTS_MB = 5
 
 # The run's settings; None where the user gave nothing (so a resumed run can tell "given"
 # from "default"). "name" gets a timestamp when left out.
@@ -197,29 +204,69 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return _run(args, parser, argv, started)
-    except USER_ERRORS as error:
-        return report_error(PROG, error)
+    progress = Progress()
+    return run_command(
+        PROG, lambda: _run(args, parser, argv, started, progress), progress.after_interrupt
+    )
 
 
-def _run(args, parser, argv: list[str], started: float) -> int:
+def _run(args, parser, argv: list[str], started: float, progress: Progress) -> int:
     """The job, step by step: open the run, prepare the data, the model, train, report."""
     say = (lambda *a: None) if args.quiet else print
     run = _resume_run(parser, args) if args.resume is not None else _new_run(parser, args)
-    data = _prepare_data(run, say)
-    checkpoint = _prepare_model(run, data, say, verbose=not args.quiet)
+    progress.run = run
     try:
+        data = _prepare_data(run, say)
+        checkpoint = _prepare_model(run, data, say, verbose=not args.quiet)
+        if not run.resumed:
+            checkpoint.save()  # epoch 0: even a run that fails in its first epoch can resume
+        progress.stage = "training"
         _train(run, data, checkpoint, verbose=not args.quiet)
-    except KeyboardInterrupt:
-        print(
-            f"\ninterrupted; continue with: {PROG} --resume {run.folder}"
-            f" (checkpoint after epoch {checkpoint.epochs_done})",
-            file=sys.stderr,
-        )
-        return 130
-    _report(run, data, checkpoint, argv, started)
+        progress.stage = "reports"
+        _report(run, data, checkpoint, argv, started)
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise RunError(
+                f"{describe_os_error(error)} (a run needs about {space_needed_mb(run):.0f} MB "
+                f"free in {run.folder}); {progress.after_interrupt()}"
+            ) from error
+        raise
+    finally:
+        run.discard_if_unstarted()
     return 0
+
+
+@dataclass
+class Progress:
+    """How far a run got, so that a Ctrl-C or an error can say what is saved."""
+
+    run: Run | None = None
+    stage: str = "preparing"  # then "training", then "reports"
+
+    def after_interrupt(self) -> str:
+        """What is on disk and how to go on: for the line a Ctrl-C prints, and after errors."""
+        run = self.run
+        saved = _checkpoint_epoch(run.folder / CHECKPOINT) if run is not None else None
+        if saved is None:
+            return "nothing was written"
+        resume = f"{PROG} --resume {run.folder}"
+        if self.stage == "reports":
+            return (
+                f"training is done (checkpoint after epoch {saved} in {run.folder}) but the "
+                f"reports are not all written; write them with: {resume}"
+            )
+        return f"the checkpoint after epoch {saved} is saved; continue with: {resume}"
+
+
+def _checkpoint_epoch(path: Path) -> int | None:
+    """The epoch of the checkpoint at path, or None when there is none. Read from the file: a
+    Ctrl-C may land while a checkpoint is being saved, before or after it replaced the last."""
+    if not path.is_file():
+        return None
+    try:
+        return int(minicnn.load(path).metadata["epoch"])
+    except (minicnn.ModelFileError, KeyError, TypeError, ValueError):
+        return None
 
 
 @dataclass
@@ -231,10 +278,17 @@ class Run:
     folder: Path
     model: minicnn.Sequential | None = None
     saved: dict[str, Any] | None = None
+    created: Path | None = None  # the outermost folder the run creates (None: none)
 
     @property
     def resumed(self) -> bool:
         return self.saved is not None
+
+    def discard_if_unstarted(self) -> None:
+        """Remove the folders a new run created when it stopped before its first checkpoint
+        (and so wrote nothing else): a failed start leaves no empty run folder behind."""
+        if not self.resumed and not (self.folder / CHECKPOINT).exists():
+            remove_empty_folders(self.folder, self.created)
 
 
 @dataclass
@@ -288,9 +342,9 @@ def _new_run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Run:
             f"{folder} already holds a run; continue it with --resume {folder} "
             "or choose another --name"
         )
+    created = check_output_folder(folder, "--out")  # the first checkpoint creates it
     choose_backend(config["backend"])
-    folder.mkdir(parents=True, exist_ok=True)
-    return Run(config, folder)
+    return Run(config, folder, created=created)
 
 
 def _resume_run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Run:
@@ -325,9 +379,11 @@ def _resume_run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Ru
             f"--epochs {config['epochs']}: the run in {folder} has already trained "
             f"{saved['epoch']} epochs; give at least that many"
         )
+    check_output_folder(folder, "--resume")
     choose_backend(config["backend"])  # minicnn.load puts the weights on the current backend
     model = minicnn.load(path)
     model.metadata = {}
+    remove_stray_temp_files(folder)  # what a killed run was writing when it stopped
     return Run(config, folder, model, saved)
 
 
@@ -411,8 +467,6 @@ def _prepare_model(run: Run, data: TrainingData, say, verbose: bool) -> EpochChe
         run.folder / CHECKPOINT, data.record, schedule, history, epochs_done
     )
     checkpoint.set_model(run.model)
-    if not run.resumed:
-        checkpoint.save()  # epoch 0: even a run that fails in its first epoch can be resumed
     return checkpoint
 
 
@@ -493,6 +547,18 @@ def _report(run: Run, data: TrainingData, checkpoint: EpochCheckpoint, argv, sta
     print(f"run folder: {folder}")
     for path in sorted(set(written)):
         print(f"  {path}")
+
+
+def space_needed_mb(run: Run) -> float:
+    """About how many MB a run writes into its folder at the most (np.savez does not compress):
+    two checkpoints while a new one replaces the last (weights, Adam's two moments and the
+    ZCA matrix each), model.npz (weights and ZCA) and the reports."""
+    model = run.model if run.model is not None else build_model()
+    weights = 4 * model.count_params()  # float32
+    pixels = IMAGE_SIDE * IMAGE_SIDE
+    zca = 4 * pixels * (pixels + 3) / 2 if run.config["zca"] else 0  # upper triangle and mean
+    checkpoint = 3 * weights + zca
+    return (2 * checkpoint + weights + zca) / 1e6 + REPORTS_MB
 
 
 def _size(split: Split | None) -> str:

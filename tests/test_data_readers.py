@@ -8,6 +8,8 @@ from __future__ import annotations
 import functools
 import gzip
 import io
+import signal
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -279,6 +281,57 @@ def test_csv_truncated_gzip(tmp_path):
         read_csv_split(path)
 
 
+def test_csv_read_interrupted_by_ctrl_c_is_an_interrupt_not_a_damaged_file(tmp_path, monkeypatch):
+    """pandas' C parser turns an exception in its read callback into a ParserError; a Ctrl-C
+    landing there (a real SIGINT, delivered during the third read) must stay a Ctrl-C."""
+    path = write_text(tmp_path / "train.csv.gz", csv_text(random_images(200), cycle_labels(200)))
+    real_read, calls = gzip.GzipFile.read, []
+
+    def read(self, *args):
+        calls.append(args)
+        if len(calls) == 3:
+            signal.raise_signal(signal.SIGINT)
+        return real_read(self, *args)
+
+    monkeypatch.setattr(gzip.GzipFile, "read", read)
+    with pytest.raises(KeyboardInterrupt):
+        read_csv_split(path)
+    assert len(calls) >= 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+def test_csv_error_comes_without_pandas_warnings(tmp_path):
+    # Text in the last of 3,000 rows: pandas' low-memory chunks disagree on the column's type
+    # and it would print a DtypeWarning before our message.
+    lines = good_csv_lines(3000)
+    lines[-1] = replace_field(lines[-1], 5, "abc")
+    path = write_lines(tmp_path / "train.csv", lines)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(DataFormatError, match="train.csv line 3001, field pixel4"):
+            read_csv_split(path)
+    assert caught == []
+
+
+def test_csv_with_the_pixel_columns_alone(tmp_path):
+    images = random_images(3, seed=4)
+    text = csv_text(images, cycle_labels(3))
+    pixels_only = "\n".join(line.split(",", 1)[1] for line in text.splitlines()) + "\n"
+    split = read_csv_split(write_text(tmp_path / "test.csv", pixels_only))
+    np.testing.assert_array_equal(split.images, images)
+    assert split.labels is None and split.ids is None
+    lines = pixels_only.splitlines()
+    lines[2] = replace_field(lines[2], 783, "300")
+    message = csv_error(tmp_path, lines, "test.csv")
+    assert (
+        message == "test.csv line 3, field pixel783: expected a whole number in 0-255, found '300'"
+    )
+    lines[2] += ",0"
+    assert (
+        csv_error(tmp_path, lines, "test.csv") == "test.csv line 3: expected 784 columns, found 785"
+    )
+
+
 def test_csv_not_utf8(tmp_path):
     path = tmp_path / "train.csv"
     path.write_bytes(b"label,\xff\xfe\n")
@@ -486,7 +539,13 @@ def test_layout_half_a_pair(tmp_path):
 
 def test_layout_kaggle_train_needs_labels(tmp_path):
     write_text(tmp_path / "train.csv", csv_text(random_images(2), np.array([0, 1]), "id"))
-    with pytest.raises(DataFormatError, match="train.csv: the train split needs labels"):
+    with pytest.raises(DataFormatError, match="train.csv: the train split needs labels.*'id'"):
+        load_dataset(tmp_path)
+    text = csv_text(random_images(2), np.array([0, 1]))
+    write_text(tmp_path / "train.csv", "\n".join(x.split(",", 1)[1] for x in text.splitlines()))
+    with pytest.raises(
+        DataFormatError, match="expected the first column to be 'label', found pixel0"
+    ):
         load_dataset(tmp_path)
 
 
@@ -653,8 +712,10 @@ def test_real_kaggle_layout(real_data_dir):
 
 def test_real_original_layout(real_data_dir):
     dataset = load_cached(real_data_dir / "original")
-    assert dataset.layout == "idx" and dataset.test is None
+    assert dataset.layout == "idx"
     assert (len(dataset.train), len(dataset.dig)) == (60000, 10240)
+    # The development copy has no test pair; a downloaded release has the labelled one.
+    assert dataset.test is None or len(dataset.test) == 10000
     np.testing.assert_array_equal(dataset.train.labels, np.arange(60000) % 10)
     np.testing.assert_array_equal(dataset.dig.labels, np.arange(10240) % 10)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import socket
 import time
 from pathlib import Path
 
@@ -17,18 +18,18 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-import minicnn
+from kannada.cli import RunError
 from kannada.demo import (
     EMPTY_MESSAGE,
     PRETRAINED_MODEL,
     DigitReader,
     canvas_picture,
+    choose_model,
     class_name,
-    default_model_path,
+    describe_model,
     main,
 )
 from kannada.drawing import prepare_digit
-from kannada.preprocess import Preprocessing
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO_ROOT / "test-artifacts"
@@ -52,23 +53,14 @@ def real_reader() -> DigitReader:
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    """An untrained Flatten + Dense model saved as kannada.train saves one (no ZCA)."""
-    model = minicnn.Sequential([minicnn.Flatten(), minicnn.Dense(10)], seed=0)
-    path = tmp_path_factory.mktemp("model") / "model.npz"
-    model.save(path, metadata=Preprocessing().to_metadata())
-    return path
-
-
-@pytest.fixture(scope="module")
 def train_digits():
     """200 (image, label) pairs from the real training set, fixed by a seed."""
-    from conftest import shared_data_dir  # tests/conftest.py: where the real data lives
+    from conftest import NO_REAL_DATA, shared_data_dir  # tests/conftest.py: the real data
 
     from kannada.data import read_idx
 
     if shared_data_dir() is None:
-        pytest.skip("real Kannada-MNIST data not found (../shared/data/kannada-mnist)")
+        pytest.skip(NO_REAL_DATA)
     folder = shared_data_dir() / "original"
     images = read_idx(folder / "X_kannada_MNIST_train-idx3-ubyte.gz")
     labels = read_idx(folder / "y_kannada_MNIST_train-idx1-ubyte.gz")
@@ -125,34 +117,63 @@ def test_canvas_picture_takes_the_composite_else_the_last_layer():
     assert canvas_picture(a) is a
 
 
-def test_default_model_is_the_newest_run_else_the_packaged_one(tmp_path, monkeypatch):
+def test_the_shipped_model_unless_model_names_another(tmp_path, monkeypatch):
     runs = tmp_path / "runs"
     for age, name in enumerate(["new", "old"]):
         (runs / name).mkdir(parents=True)
         (runs / name / "model.npz").write_bytes(b"x")
         os.utime(runs / name / "model.npz", (1e9 - age * 100, 1e9 - age * 100))
-    assert default_model_path(runs) == runs / "new" / "model.npz"
-
-    packaged = tmp_path / "pretrained.npz"
-    packaged.write_bytes(b"x")
-    monkeypatch.setattr("kannada.demo.PRETRAINED_MODEL", packaged)
-    assert default_model_path(tmp_path / "no-runs") == packaged
-
+    # A newer run does not replace the shipped model: only --model latest picks it.
+    assert choose_model(None, runs) == PRETRAINED_MODEL
+    assert choose_model("latest", runs) == runs / "new" / "model.npz"
+    assert choose_model("other.npz", runs) == Path("other.npz")
+    with pytest.raises(RunError, match=r"--model latest: no .*model\.npz here"):
+        choose_model("latest", tmp_path / "no-runs")
     monkeypatch.setattr("kannada.demo.PRETRAINED_MODEL", tmp_path / "absent.npz")
-    with pytest.raises(FileNotFoundError, match=r"python -m kannada\.train"):
-        default_model_path(tmp_path / "no-runs")
+    with pytest.raises(RunError, match="installation is incomplete"):
+        choose_model(None, runs)
+
+
+def test_the_page_names_the_model_and_its_accuracy(tiny_model):
+    metadata = {"validation_accuracy": 0.9940625, "dig_accuracy": 0.87294921875}
+    line = describe_model(PRETRAINED_MODEL, metadata)
+    assert line == (
+        "Model: the model shipped with kannada (99.41% on writers held out from training, "
+        "87.29% on Dig-MNIST)."
+    )
+    assert "not recorded" in DigitReader.from_file(tiny_model).about
+    assert str(tiny_model) in DigitReader.from_file(tiny_model).about
+    if PRETRAINED_MODEL.is_file():
+        shipped = DigitReader.from_file(PRETRAINED_MODEL).about
+        assert "shipped" in shipped and "% on Dig-MNIST" in shipped
 
 
 def test_main_explains_a_missing_or_broken_model(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # no runs/ here
-    monkeypatch.setattr("kannada.demo.PRETRAINED_MODEL", tmp_path / "absent.npz")
-    assert main([]) == 1
-    assert "no model found" in capsys.readouterr().err
+    assert main(["--model", "latest"]) == 1
+    assert "--model latest: no runs/*/model.npz here" in capsys.readouterr().err
 
     broken = tmp_path / "broken.npz"
     broken.write_bytes(b"not a model")
     assert main(["--model", str(broken)]) == 1
     assert "broken.npz" in capsys.readouterr().err
+
+    picture = tmp_path / "digit.npz"  # a PNG renamed
+    Image.new("L", (28, 28)).save(picture, format="PNG")
+    assert main(["--model", str(picture)]) == 1
+    err = capsys.readouterr().err
+    assert "not a minicnn model file" in err and "allow_pickle" not in err
+
+
+def test_a_port_in_use_is_one_line_naming_port(tiny_model, capsys):
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert main(["--model", str(tiny_model), "--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"python -m kannada.demo: error: --port {port}: the port is in use")
+    assert len(err.strip().splitlines()) == 1
 
 
 # -- the handler --------------------------------------------------------------------------

@@ -45,11 +45,10 @@ RUN_FILES = (
     "history.csv",
     "accuracy.png",
     "loss.png",
-    "confusion_matrix.png",
     "confusion_matrix_validation.png",
     "confusion_matrix_dig.png",
     "classification_report.txt",
-    "misclassified.png",
+    "misclassified_validation.png",
     "misclassified_dig.png",
     "augmented_examples.png",
     "metrics.json",
@@ -190,8 +189,9 @@ def test_train_help_in_a_subprocess():
 
 
 def test_run_writes_every_artifact(full_run: Path):
-    for name in RUN_FILES:
-        assert (full_run / name).is_file(), name
+    assert sorted(path.name for path in full_run.iterdir()) == sorted(RUN_FILES)
+    modes = {path.name: path.stat().st_mode for path in full_run.iterdir()}
+    assert len(set(modes.values())) == 1, modes  # every file with the same permissions
     for png in full_run.glob("*.png"):
         image = matplotlib.image.imread(png)
         assert image.ndim == 3 and min(image.shape[:2]) > 50, png
@@ -378,7 +378,11 @@ def test_evaluate_rebuilds_the_validation_split(full_run: Path, tmp_path: Path, 
     trained = json.loads((full_run / "metrics.json").read_text())
     for name in ("validation", "dig"):
         assert ours[name] == trained[name]
-    for name in ("confusion_matrix.png", "misclassified.png", "submission.csv"):
+    for name in (
+        "confusion_matrix_validation.png",
+        "misclassified_validation.png",
+        "submission.csv",
+    ):
         assert (out / name).is_file()
     assert (out / "classification_report.txt").read_text() == (
         full_run / "classification_report.txt"

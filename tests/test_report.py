@@ -3,9 +3,12 @@ the files a run writes, and atomic writes."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -34,7 +37,7 @@ from kannada.report import (
     write_split_report,
     write_submission_csv,
 )
-from minicnn.files import atomic_write
+from minicnn.files import atomic_write, remove_stray_temp_files
 
 KANNADA_NAMES = [f"{chr(0x0CE6 + k)} {k}" for k in range(10)]
 
@@ -361,6 +364,39 @@ def test_atomic_write_replaces_and_respects_umask(tmp_path):
     plain = tmp_path / "plain.bin"
     plain.write_bytes(b"")
     assert os.stat(path).st_mode == os.stat(plain).st_mode  # not the 0600 of mkstemp
-    with pytest.raises(ValueError, match="mode must be 'w' or 'wb', found 'a'"):
+    with pytest.raises(ValueError, match=r"mode must be one of \('w', 'wb', 'w\+b'\), found 'a'"):
         with atomic_write(path, "a"):
             pass
+
+
+def test_atomic_write_errors_name_the_target_not_the_temporary_file(tmp_path, monkeypatch):
+    path = tmp_path / "model.npz"
+    path.write_bytes(b"old")
+
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError) as info:
+        with atomic_write(path, "wb") as file:
+            file.write(b"new")
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(path)
+    assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["model.npz"]
+
+
+def test_remove_stray_temp_files_keeps_the_files_of_running_processes(tmp_path):
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_pid = int(dead.stdout)  # a process that has ended (its id is very unlikely reused yet)
+    stray = tmp_path / f".checkpoint.npz.{dead_pid}.0123abcd.tmp"
+    ours = tmp_path / f".model.npz.{os.getpid()}.89abcdef.tmp"
+    others = [tmp_path / "checkpoint.npz", tmp_path / ".hidden.tmp", tmp_path / "x.1.0123abcd.tmp"]
+    for path in (stray, ours, *others):
+        path.write_bytes(b"")
+    assert remove_stray_temp_files(tmp_path) == [stray]
+    assert sorted(tmp_path.iterdir()) == sorted([ours, *others])
+    assert remove_stray_temp_files(tmp_path / "missing") == []

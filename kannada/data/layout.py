@@ -149,9 +149,10 @@ def _load(found: _Found) -> Dataset:
         if found.layout == "kaggle-csv":
             splits[split] = read_csv_split(paths[0])
             if split != "test" and splits[split].labels is None:
+                found_first = "'id'" if splits[split].ids is not None else "pixel0"
                 raise DataFormatError(
                     f"{paths[0]}: the {split} split needs labels; expected the first column "
-                    "to be 'label', found 'id'"
+                    f"to be 'label', found {found_first}"
                 )
             continue
         reader = read_idx if found.layout == "idx" else read_npz

@@ -10,8 +10,13 @@ import gzip
 import itertools
 import math
 import re
+import signal
+import threading
+import warnings
 import zipfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -94,9 +99,9 @@ def _broken_stream(path: Path, error: Exception) -> DataFormatError:
 def read_csv_split(path: str | Path) -> Split:
     """Read a Kaggle-layout CSV (plain or .csv.gz) into a Split.
 
-    The header must be exactly `label,pixel0,...,pixel783` (train.csv, Dig-MNIST.csv) or
-    `id,pixel0,...,pixel783` (test.csv). Returns images uint8 (N, 28, 28) and either
-    labels int64 (N,) in 0-9 or ids int64 (N,).
+    The header must be `label,pixel0,...,pixel783` (train.csv, Dig-MNIST.csv),
+    `id,pixel0,...,pixel783` (test.csv) or the pixel columns alone. Returns images uint8
+    (N, 28, 28) with labels int64 (N,) in 0-9, or ids int64 (N,), or neither.
     """
     path = Path(path)
     try:
@@ -109,67 +114,86 @@ def read_csv_split(path: str | Path) -> Split:
     if len(frame) == 0:
         raise DataFormatError(f"{path.name}: expected at least one data row after the header")
 
-    label_high = NUM_CLASSES - 1 if first_column == "label" else None
-    first, pixels, bad = _checked_columns(frame, label_high)
+    first, pixels, bad = _checked_columns(frame, first_column)
     bad_rows = np.flatnonzero(bad)
     if len(bad_rows):
         line_number = int(bad_rows[0]) + 2  # 1-based, and the header is line 1
-        raise _describe_bad_line(path, line_number, first_column, label_high)
+        raise _describe_bad_line(path, line_number, first_column)
 
     images = pixels.reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
-    if first_column == "label":
-        return Split(images=images, labels=first, ids=None, source=str(path))
-    return Split(images=images, labels=None, ids=first, source=str(path))
+    labels = first if first_column == "label" else None
+    ids = first if first_column == "id" else None
+    return Split(images=images, labels=labels, ids=ids, source=str(path))
 
 
-def _check_header(path: Path) -> str:
-    """Check line 1 and return the name of the first column ('label' or 'id')."""
+# The highest value the first column may hold (None: no limit), by the column's name.
+_FIRST_COLUMN_HIGHEST = {"label": NUM_CLASSES - 1, "id": None}
+
+
+def _check_header(path: Path) -> str | None:
+    """Check line 1 and return the name of the first column ('label' or 'id'), or None when
+    the file has only the pixel columns."""
     with _open_text(path) as file:
         header = file.readline()
     header = header.removeprefix("\ufeff").rstrip("\r\n")
     if not header:
         raise DataFormatError(f"{path.name} line 1: expected a header row, found an empty line")
     names = header.split(",")
-    expected_count = 1 + N_PIXELS
-    if len(names) != expected_count:
-        raise DataFormatError(
-            f"{path.name} line 1 (header): expected {expected_count} columns "
-            f"(label or id, then pixel0..pixel{N_PIXELS - 1}), found {len(names)}"
+    if len(names) == N_PIXELS and names[0] == PIXEL_COLUMNS[0]:
+        first_column, pixel_names = None, names
+    elif len(names) == 1 + N_PIXELS:
+        first_column, pixel_names = names[0], names[1:]
+    else:
+        found = f"{len(names)}" + (
+            f" (the first is {names[0]!r})" if len(names) == N_PIXELS else ""
         )
-    if names[0] not in ("label", "id"):
+        raise DataFormatError(
+            f"{path.name} line 1 (header): expected {1 + N_PIXELS} columns (label or id, then "
+            f"pixel0..pixel{N_PIXELS - 1}) or {N_PIXELS} (the pixels alone), found {found}"
+        )
+    if first_column is not None and first_column not in _FIRST_COLUMN_HIGHEST:
         raise DataFormatError(
             f"{path.name} line 1 (header): column 1 must be 'label' or 'id', found {names[0]!r}"
         )
-    pairs = zip(names[1:], PIXEL_COLUMNS, strict=True)
-    for position, (found, expected) in enumerate(pairs, start=2):
+    start = len(names) - N_PIXELS + 1  # the 1-based position of pixel0
+    pairs = zip(pixel_names, PIXEL_COLUMNS, strict=True)
+    for position, (found, expected) in enumerate(pairs, start=start):
         if found != expected:
             raise DataFormatError(
                 f"{path.name} line 1 (header): column {position} must be {expected!r}, "
                 f"found {found!r}"
             )
-    return names[0]
+    return first_column
 
 
 _TOO_MANY_FIELDS = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 
 
 def _read_frame(path: Path) -> pd.DataFrame:
-    """Parse the whole file with pandas' C parser; row r of the frame is file line r + 2."""
+    """Parse the whole file with pandas' C parser; row r of the frame is file line r + 2.
+
+    Our own checks follow, so pandas' warnings (e.g. DtypeWarning for a column with text in
+    it) are not shown: the error message that follows says exactly what is wrong.
+    """
     try:
-        return pd.read_csv(
-            path,
-            compression="gzip" if is_gzip(path) else None,
-            header=0,
-            engine="c",
-            # Keep blank lines as rows and quotes as plain characters, so that frame rows map
-            # one-to-one onto file lines and error messages can give exact line numbers.
-            skip_blank_lines=False,
-            quoting=3,  # csv.QUOTE_NONE
-            keep_default_na=False,
-            na_values=[""],
-            encoding="utf-8",
-        )
+        with _interrupts_noted() as interrupted, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return pd.read_csv(
+                path,
+                compression="gzip" if is_gzip(path) else None,
+                header=0,
+                engine="c",
+                # Keep blank lines as rows and quotes as plain characters, so that frame rows
+                # map one-to-one onto file lines and error messages can give exact line numbers.
+                skip_blank_lines=False,
+                quoting=3,  # csv.QUOTE_NONE
+                keep_default_na=False,
+                na_values=[""],
+                encoding="utf-8",
+            )
     except pd.errors.ParserError as error:
+        if interrupted:
+            raise KeyboardInterrupt from None
         match = _TOO_MANY_FIELDS.search(str(error))
         if match is None:
             raise DataFormatError(f"{path.name}: not a readable CSV file ({error})") from error
@@ -179,21 +203,53 @@ def _read_frame(path: Path) -> pd.DataFrame:
         ) from error
 
 
+@contextmanager
+def _interrupts_noted() -> Iterator[list[int]]:
+    """Note every Ctrl-C (SIGINT) in the list yielded, and raise KeyboardInterrupt as usual.
+
+    pandas' C parser turns an exception raised while it reads the file (where a Ctrl-C lands
+    most of the time) into a ParserError ("Calling read(nbytes) on source failed"): the list
+    tells that error from a damaged file. Only where Python's own handler is in place (the
+    main thread); the previous handler comes back afterwards.
+    """
+    noted: list[int] = []
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield noted
+        return
+
+    def note(signum, frame):
+        noted.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, note)
+    try:
+        yield noted
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def _checked_columns(
-    frame: pd.DataFrame, label_high: int | None
+    frame: pd.DataFrame, first_column: str | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Check every cell, column by column; return (first column, pixels, bad-row mask).
 
-    first is int64 (N,), pixels uint8 (N, 784), bad bool (N,) marks rows with a missing,
-    non-numeric, fractional or out-of-range cell (first and pixels are only valid where
-    bad is all False). Working per column avoids copying the whole frame into one array.
+    first_column: 'label', 'id' or None (the frame has only the pixel columns).
+    first is int64 (N,) (zeros without a first column), pixels uint8 (N, 784), bad bool (N,)
+    marks rows with a missing, non-numeric, fractional or out-of-range cell (first and pixels
+    are only valid where bad is all False). Working per column avoids copying the whole
+    frame into one array.
     """
     n_rows = len(frame)
+    n_first = 0 if first_column is None else 1
     first = np.zeros(n_rows, dtype=np.int64)
     pixels = np.zeros((n_rows, N_PIXELS), dtype=np.uint8)
     bad = np.zeros(n_rows, dtype=bool)
     for position, column in enumerate(frame.columns):
-        high = 255 if position > 0 else label_high
+        is_first = position < n_first
+        high = _FIRST_COLUMN_HIGHEST[first_column] if is_first else 255
         series = frame[column]
         if series.dtype == np.int64:  # the usual case: the C parser found only integers
             values = series.to_numpy()
@@ -206,28 +262,26 @@ def _checked_columns(
             column_bad |= values > high
         if column_bad.any():
             bad |= column_bad
-        elif position == 0:
+        elif is_first:
             first[:] = values
         else:
-            pixels[:, position - 1] = values
+            pixels[:, position - n_first] = values
     return first, pixels, bad
 
 
-def _describe_bad_line(
-    path: Path, line_number: int, first_column: str, label_high: int | None
-) -> DataFormatError:
+def _describe_bad_line(path: Path, line_number: int, first_column: str | None) -> DataFormatError:
     """Re-read one raw line and say exactly what is wrong with it."""
     with _open_text(path) as file:
         line = next(itertools.islice(file, line_number - 1, None), "")
     fields = line.rstrip("\r\n").split(",")
+    names = PIXEL_COLUMNS if first_column is None else (first_column, *PIXEL_COLUMNS)
     where = f"{path.name} line {line_number}"
     if fields == [""]:
-        return DataFormatError(f"{where}: expected {1 + N_PIXELS} columns, found an empty line")
-    if len(fields) != 1 + N_PIXELS:
-        return DataFormatError(f"{where}: expected {1 + N_PIXELS} columns, found {len(fields)}")
-    names = (first_column, *PIXEL_COLUMNS)
-    for position, (name, text) in enumerate(zip(names, fields, strict=True)):
-        high = 255 if position > 0 else label_high
+        return DataFormatError(f"{where}: expected {len(names)} columns, found an empty line")
+    if len(fields) != len(names):
+        return DataFormatError(f"{where}: expected {len(names)} columns, found {len(fields)}")
+    for name, text in zip(names, fields, strict=True):
+        high = _FIRST_COLUMN_HIGHEST[name] if name == first_column else 255
         expected = f"a whole number {_range_text(high)}"
         if not text.strip():
             return DataFormatError(
@@ -239,7 +293,7 @@ def _describe_bad_line(
             return DataFormatError(f"{where}, field {name}: expected {expected}, found {text!r}")
         if not number.is_integer() or number < 0 or (high is not None and number > high):
             return DataFormatError(f"{where}, field {name}: expected {expected}, found {text!r}")
-    return DataFormatError(f"{where}: this row could not be read as {1 + N_PIXELS} whole numbers")
+    return DataFormatError(f"{where}: this row could not be read as {len(names)} whole numbers")
 
 
 def _range_text(high: int | None) -> str:
