@@ -247,6 +247,7 @@ class Sequential:
             self._end_epoch(epoch, epochs, logs, time.perf_counter() - started, callbacks, verbose)
             if self.stop_training:
                 break
+        self.optimizer.finalize_variable_values(self.named_params())  # Keras: EMA weights in
         for callback in callbacks:
             callback.on_train_end()
         return self.history

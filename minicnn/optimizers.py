@@ -31,13 +31,34 @@ def _rate(learning_rate: float | None, lr: float | None, default: float) -> floa
 
 class Optimizer:
     """Base class: `step(named_params)` with (name, param, grad) triples; `learning_rate` (alias
-    `lr`) may be changed between steps, as ReduceLROnPlateau does."""
+    `lr`) may be changed between steps, as ReduceLROnPlateau does.
 
-    def __init__(self, learning_rate: float, weight_decay: float = 0.0) -> None:
+    Options every optimiser has, with Keras' names:
+        weight_decay: decoupled weight decay (AdamW's): each step shrinks every weight by
+            learning_rate * weight_decay of itself.
+        use_ema, ema_momentum: also keep an exponential moving average of every weight,
+            ema = momentum * ema + (1 - momentum) * weight after each step, starting from the
+            initial weights. `Sequential.fit` puts the averages into the model when training
+            ends (finalize_variable_values), as Keras does; during training the model keeps
+            its own weights. An average over the last few thousand steps sits in a flatter
+            part of the loss surface than the last step, which often reads new data better.
+    """
+
+    def __init__(
+        self,
+        learning_rate: float,
+        weight_decay: float = 0.0,
+        use_ema: bool = False,
+        ema_momentum: float = 0.99,
+    ) -> None:
         if weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+        if not 0.0 <= ema_momentum < 1.0:
+            raise ValueError(f"ema_momentum must be in [0, 1), got {ema_momentum!r}")
         self.learning_rate = float(learning_rate)
         self.weight_decay = float(weight_decay)
+        self.use_ema = bool(use_ema)
+        self.ema_momentum = float(ema_momentum)
         self.iterations = 0
         self.slots: dict[str, dict] = {}  # slot name -> {param name -> array}
 
@@ -51,22 +72,43 @@ class Optimizer:
         self.learning_rate = float(value)
 
     def get_config(self) -> dict:
-        raise NotImplementedError
+        """The constructor arguments (the subclass adds its own)."""
+        return {
+            "learning_rate": self.learning_rate,
+            "weight_decay": self.weight_decay,
+            "use_ema": self.use_ema,
+            "ema_momentum": self.ema_momentum,
+        }
 
-    def _slot(self, slot: str, name: str, param):
+    def _slot(self, slot: str, name: str, param, initial=None):
+        """The optimiser's array `slot` for parameter `name`: zeros, or a copy of `initial`."""
         table = self.slots.setdefault(slot, {})
         if name not in table:
-            table[name] = get_array_module(param).zeros_like(param)
+            xp = get_array_module(param)
+            table[name] = xp.zeros_like(param) if initial is None else initial.copy()
         return table[name]
 
     def step(self, named_params) -> None:
         """Apply one update to every (name, param, grad)."""
         self.iterations += 1
         for name, param, grad in named_params:
+            if self.use_ema:
+                self._slot("ema", name, param, initial=param)  # the average starts at the weight
             if self.weight_decay:
                 # Decoupled weight decay, as Keras 3 and AdamW: shrink the weight directly.
                 param -= param.dtype.type(self.learning_rate * self.weight_decay) * param
             self.update(name, param, grad)
+            if self.use_ema:
+                average = self.slots["ema"][name]
+                average *= param.dtype.type(self.ema_momentum)
+                average += param.dtype.type(1.0 - self.ema_momentum) * param
+
+    def finalize_variable_values(self, named_params) -> None:
+        """With use_ema, copy the moving averages into the weights (fit calls this at the end)."""
+        if not self.use_ema or "ema" not in self.slots:
+            return
+        for name, param, _ in named_params:
+            param[...] = self.slots["ema"][name]
 
     def update(self, name: str, param, grad) -> None:
         raise NotImplementedError
@@ -108,9 +150,13 @@ class SGD(Optimizer):
         momentum: float = 0.0,
         nesterov: bool = False,
         weight_decay: float = 0.0,
+        use_ema: bool = False,
+        ema_momentum: float = 0.99,
         lr: float | None = None,
     ) -> None:
-        super().__init__(_rate(learning_rate, lr, default=0.01), weight_decay)
+        super().__init__(
+            _rate(learning_rate, lr, default=0.01), weight_decay, use_ema, ema_momentum
+        )
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
         if nesterov and momentum == 0.0:
@@ -119,12 +165,7 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
 
     def get_config(self) -> dict:
-        return {
-            "learning_rate": self.learning_rate,
-            "momentum": self.momentum,
-            "nesterov": self.nesterov,
-            "weight_decay": self.weight_decay,
-        }
+        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
     def update(self, name, param, grad) -> None:
         lr = param.dtype.type(self.learning_rate)
@@ -157,9 +198,13 @@ class Adam(Optimizer):
         beta_2: float = 0.999,
         epsilon: float = 1e-7,
         weight_decay: float = 0.0,
+        use_ema: bool = False,
+        ema_momentum: float = 0.99,
         lr: float | None = None,
     ) -> None:
-        super().__init__(_rate(learning_rate, lr, default=1e-3), weight_decay)
+        super().__init__(
+            _rate(learning_rate, lr, default=1e-3), weight_decay, use_ema, ema_momentum
+        )
         for label, beta in (("beta_1", beta_1), ("beta_2", beta_2)):
             if not 0.0 <= beta < 1.0:
                 raise ValueError(f"{label} must be in [0, 1), got {beta!r}")
@@ -169,11 +214,10 @@ class Adam(Optimizer):
 
     def get_config(self) -> dict:
         return {
-            "learning_rate": self.learning_rate,
+            **super().get_config(),
             "beta_1": self.beta_1,
             "beta_2": self.beta_2,
             "epsilon": self.epsilon,
-            "weight_decay": self.weight_decay,
         }
 
     def update(self, name, param, grad) -> None:

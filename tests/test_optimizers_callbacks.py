@@ -145,3 +145,25 @@ def test_missing_metric_warns_and_changes_nothing():
     with pytest.warns(UserWarning, match="val_accuracy"):
         cb.on_epoch_end(0, {"loss": 1.0})
     assert model.optimizer.learning_rate == 1.0
+
+
+def test_ema_averages_the_weights_and_fit_puts_the_averages_in():
+    opt = mc.SGD(learning_rate=0.1, use_ema=True, ema_momentum=0.5)
+    w = np.array([1.0, 2.0])
+    opt.step([("0.W", w, np.array([1.0, -1.0]))])  # w -> [0.9, 2.1]
+    opt.step([("0.W", w, np.array([1.0, -1.0]))])  # w -> [0.8, 2.2]
+    # ema starts at the initial weights: 0.5 * (0.5 * [1, 2] + 0.5 * [0.9, 2.1]) + 0.5 * w
+    expected = 0.5 * (0.5 * np.array([1.0, 2.0]) + 0.5 * np.array([0.9, 2.1])) + 0.5 * w
+    np.testing.assert_allclose(opt.slots["ema"]["0.W"], expected)
+    opt.finalize_variable_values([("0.W", w, None)])
+    np.testing.assert_allclose(w, expected)
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((32, 1, 4, 4), dtype=np.float32), np.arange(32) % 3
+    model = mc.Sequential([mc.Flatten(), mc.Dense(3)], input_shape=(1, 4, 4), seed=0)
+    model.compile(mc.Adam(learning_rate=0.05, use_ema=True, ema_momentum=0.9))
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0, seed=0)
+    for name, param, _ in model.named_params():
+        np.testing.assert_array_equal(param, model.optimizer.slots["ema"][name])
+    clone = mc.Adam(**model.optimizer.get_config())
+    assert clone.use_ema and clone.ema_momentum == 0.9
