@@ -24,6 +24,7 @@ EXPERIMENTS: dict[str, tuple[str, list[str], dict]] = {
     "vertical-shear": ("the old augmentation geometry (vertical shear)", [], {"geometry": 1}),
     "bn": ("+ BatchNorm", ["--architecture", "seed-cnn-bn"], {}),
     "smooth": ("+ label smoothing 0.1", ["--label-smoothing", "0.1"], {}),
+    "ema": ("+ moving average of the weights (0.999)", ["--ema", "0.999"], {}),
 }
 
 

@@ -57,6 +57,7 @@ DEFAULTS: dict[str, Any] = {
     "lr": 1e-3,
     "architecture": "seed-cnn",
     "label_smoothing": 0.0,
+    "ema": 0.0,
     "seed": 0,
     "val_split": 0.1,
     "val_by": "writer",
@@ -105,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         metavar="X",
         help="train towards (1 - X) on the true digit and X / 10 on every digit (default 0)",
+    )
+    parser.add_argument(
+        "--ema",
+        type=float,
+        metavar="M",
+        help="keep a moving average of the weights, updated with momentum M after every step "
+        "(e.g. 0.999), and make it the final model (default 0: off)",
     )
     parser.add_argument(
         "--seed", type=int, help="seeds weights, validation writers, shuffling (default 0)"
@@ -278,6 +286,7 @@ def _check_options(parser: argparse.ArgumentParser, config: dict[str, Any]) -> N
         ("batch_size", config["batch_size"] >= 1, "at least 1"),
         ("lr", config["lr"] > 0, "above 0"),
         ("label_smoothing", 0 <= config["label_smoothing"] < 1, "in [0, 1)"),
+        ("ema", 0 <= config["ema"] < 1, "in [0, 1)"),
         ("val_split", 0 < config["val_split"] < 1, "between 0 and 1 (exclusive)"),
         ("limit", config["limit"] is None or config["limit"] >= 2, "at least 2"),
     )
@@ -321,7 +330,7 @@ def _resume_run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Ru
     if not isinstance(saved.get("config"), dict) or "epoch" not in saved:
         raise RunError(f"{path}: not a {PROG} checkpoint (no run config or epoch in it)")
     # Settings added since older checkpoints were written take the values those runs used.
-    config = {"architecture": "seed-cnn", "label_smoothing": 0.0, **saved["config"]}
+    config = {"architecture": "seed-cnn", "label_smoothing": 0.0, "ema": 0.0, **saved["config"]}
     given = _given_options(args)
     changed = [
         f"--{key.replace('_', '-')} (the run has {config.get(key)!r}, given {value!r})"
@@ -416,7 +425,11 @@ def _prepare_model(run: Run, data: TrainingData, say, verbose: bool) -> EpochChe
     else:
         run.model = build_model(seed=run.config["seed"], architecture=run.config["architecture"])
         run.model.compile(
-            Adam(learning_rate=run.config["lr"]),
+            Adam(
+                learning_rate=run.config["lr"],
+                use_ema=run.config["ema"] > 0,
+                ema_momentum=run.config["ema"] or 0.99,
+            ),
             SoftmaxCrossEntropy(label_smoothing=run.config["label_smoothing"]),
         )
         epochs_done, history = 0, {}
