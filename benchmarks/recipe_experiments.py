@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-OUT = Path("runs/experiments")
+OUT = "runs/experiments"
 
 # name -> (what it changes, extra command-line options, Augmenter overrides)
 EXPERIMENTS: dict[str, tuple[str, list[str], dict]] = {
@@ -28,7 +28,7 @@ EXPERIMENTS: dict[str, tuple[str, list[str], dict]] = {
 }
 
 
-def run(name: str, data_dir: str | None, seed: int, extra: list[str]) -> int:
+def run(name: str, data_dir: str | None, seed: int, out: str, extra: list[str]) -> int:
     import kannada.augment
     import kannada.train
 
@@ -38,17 +38,17 @@ def run(name: str, data_dir: str | None, seed: int, extra: list[str]) -> int:
         make = lambda: defaults(**augmenter)  # noqa: E731
         make.from_config = defaults.from_config  # what a resumed run calls
         kannada.train.Augmenter = make
-    argv = ["--out", str(OUT), "--name", f"{name}-seed{seed}", "--seed", str(seed), "--quiet"]
+    argv = ["--out", out, "--name", f"{name}-seed{seed}", "--seed", str(seed), "--quiet"]
     argv += ["--data-dir", data_dir] if data_dir else []
     return kannada.train.main([*argv, *options, *extra])
 
 
-def table() -> str:
+def table(out: str) -> str:
     rows = [
         "| experiment | change | validation | Dig-MNIST | s/epoch |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for path in sorted(OUT.glob("*/metrics.json")):
+    for path in sorted(Path(out).glob("*/metrics.json")):
         metrics = json.loads(path.read_text())
         name = path.parent.name
         change = EXPERIMENTS.get(name.rsplit("-seed", 1)[0], ("?",))[0]
@@ -66,17 +66,18 @@ def main(argv=None) -> int:
     parser.add_argument("names", nargs="*", help=f"experiments to run: {', '.join(EXPERIMENTS)}")
     parser.add_argument("--data-dir")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--table", action="store_true")
+    parser.add_argument("--out", default=OUT, help=f"folder of the runs (default {OUT})")
+    parser.add_argument("--table", action="store_true", help="print the table of finished runs")
     args, extra = parser.parse_known_args(argv)
     unknown = [name for name in args.names if name not in EXPERIMENTS]
     if unknown:
         parser.error(f"unknown experiments {unknown}: expected some of {list(EXPERIMENTS)}")
     for name in args.names:
-        status = run(name, args.data_dir, args.seed, extra)
+        status = run(name, args.data_dir, args.seed, args.out, extra)
         if status:
             return status
     if args.table:
-        print(table())
+        print(table(args.out))
     return 0
 
 
