@@ -285,3 +285,31 @@ def plot_misclassified(
         ax.text(0.5, 1.02, title, transform=ax.transAxes, ha="center", va="bottom", fontsize=7)
     fig.suptitle(f"{wrong.size} misclassified of {len(y_true)} (showing {shown.size})")
     return _save(fig, path)
+
+
+def plot_reliability(
+    tables: Mapping[str, Mapping[str, Any]], path: str | os.PathLike[str], title: str
+) -> Path:
+    """A reliability diagram: for each confidence bin, the accuracy of the predictions in it
+    against their mean confidence (kannada.calibration.reliability tables), one curve per
+    label ("validation, T = 1", ...); a calibrated model lies on the diagonal."""
+    fig = Figure(figsize=(5.5, 5.2), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="perfect calibration")
+    for (label, table), style in zip(tables.items(), ("-o", "-s", "--o", "--s"), strict=False):
+        used = np.asarray(table["count"]) > 0
+        ax.plot(
+            np.asarray(table["confidence"])[used],
+            np.asarray(table["accuracy"])[used],
+            style,
+            markersize=3,
+            label=label,
+        )
+    ax.set_xlabel("confidence (mean of the bin)")
+    ax.set_ylabel("accuracy in the bin")
+    ax.set_xlim(0, 1.01)
+    ax.set_ylim(0, 1.01)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    return _save(fig, path)

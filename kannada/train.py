@@ -39,12 +39,12 @@ from kannada.cli import (
 from kannada.data import Dataset, Split
 from kannada.digits import IMAGE_SIDE
 from kannada.evaluate import VALIDATION, write_evaluation
-from kannada.model import build_model
+from kannada.model import ARCHITECTURES, build_model
 from kannada.plots import plot_history
 from kannada.preprocess import Preprocessing, scale_images
 from kannada.report import write_history_csv, write_metrics_json
 from kannada.zca import ZCA
-from minicnn import Adam, NonFiniteLossError, ReduceLROnPlateau
+from minicnn import Adam, NonFiniteLossError, ReduceLROnPlateau, SoftmaxCrossEntropy
 from minicnn.callbacks import Callback
 from minicnn.files import remove_stray_temp_files
 
@@ -62,6 +62,9 @@ DEFAULTS: dict[str, Any] = {
     "epochs": DEFAULT_EPOCHS,
     "batch_size": 128,
     "lr": 1e-3,
+    "architecture": "seed-cnn",
+    "label_smoothing": 0.0,
+    "ema": 0.0,
     "seed": 0,
     "val_split": 0.1,
     "val_by": "writer",
@@ -100,6 +103,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--batch-size", type=int, help="images per step (default 128)")
     parser.add_argument("--lr", type=float, help="Adam's initial learning rate (default 1e-3)")
+    parser.add_argument(
+        "--architecture",
+        choices=ARCHITECTURES,
+        help="the network: seed-cnn, or seed-cnn-bn with batch normalisation (default seed-cnn)",
+    )
+    parser.add_argument(
+        "--label-smoothing",
+        type=float,
+        metavar="X",
+        help="train towards (1 - X) on the true digit and X / 10 on every digit (default 0)",
+    )
+    parser.add_argument(
+        "--ema",
+        type=float,
+        metavar="M",
+        help="keep a moving average of the weights, updated with momentum M after every step "
+        "(e.g. 0.999), and make it the final model (default 0: off)",
+    )
     parser.add_argument(
         "--seed", type=int, help="seeds weights, validation writers, shuffling (default 0)"
     )
@@ -318,6 +339,8 @@ def _check_options(parser: argparse.ArgumentParser, config: dict[str, Any]) -> N
         ("epochs", config["epochs"] >= 1, "at least 1"),
         ("batch_size", config["batch_size"] >= 1, "at least 1"),
         ("lr", config["lr"] > 0, "above 0"),
+        ("label_smoothing", 0 <= config["label_smoothing"] < 1, "in [0, 1)"),
+        ("ema", 0 <= config["ema"] < 1, "in [0, 1)"),
         ("val_split", 0 < config["val_split"] < 1, "between 0 and 1 (exclusive)"),
         ("limit", config["limit"] is None or config["limit"] >= 2, "at least 2"),
     )
@@ -360,7 +383,8 @@ def _resume_run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Ru
     saved = minicnn.load(path).metadata  # read once for the settings; loaded again below
     if not isinstance(saved.get("config"), dict) or "epoch" not in saved:
         raise RunError(f"{path}: not a {PROG} checkpoint (no run config or epoch in it)")
-    config = dict(saved["config"])
+    # Settings added since older checkpoints were written take the values those runs used.
+    config = {"architecture": "seed-cnn", "label_smoothing": 0.0, "ema": 0.0, **saved["config"]}
     given = _given_options(args)
     changed = [
         f"--{key.replace('_', '-')} (the run has {config.get(key)!r}, given {value!r})"
@@ -455,8 +479,15 @@ def _prepare_model(run: Run, data: TrainingData, say, verbose: bool) -> EpochChe
         rate = run.model.optimizer.learning_rate
         say(f"resuming {run.folder} after epoch {epochs_done}, learning rate {rate:.3g}")
     else:
-        run.model = build_model(seed=run.config["seed"])
-        run.model.compile(Adam(learning_rate=run.config["lr"]))
+        run.model = build_model(seed=run.config["seed"], architecture=run.config["architecture"])
+        run.model.compile(
+            Adam(
+                learning_rate=run.config["lr"],
+                use_ema=run.config["ema"] > 0,
+                ema_momentum=run.config["ema"] or 0.99,
+            ),
+            SoftmaxCrossEntropy(label_smoothing=run.config["label_smoothing"]),
+        )
         epochs_done, history = 0, {}
         if verbose:
             run.model.summary()
