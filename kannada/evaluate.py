@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 import minicnn
+from kannada.calibration import ECE_BINS, calibration_report, reliability, softmax
 from kannada.cli import (
     add_backend_argument,
     add_data_dir_argument,
@@ -29,12 +30,13 @@ from kannada.cli import (
     split_rows,
 )
 from kannada.data import Dataset, Split
-from kannada.predict import load_model, predict_images
+from kannada.predict import load_model, predict_logits, temperature
 from kannada.preprocess import Preprocessing
 from kannada.report import write_metrics_json, write_split_report, write_submission_csv
 
 PROG = "python -m kannada.evaluate"
 VALIDATION = "validation"
+SPLIT_LABELS = {VALIDATION: "validation", "dig": "Dig-MNIST", "test": "test"}
 
 
 def write_evaluation(
@@ -47,15 +49,20 @@ def write_evaluation(
 
     parts: split name ("validation", "dig", "test") -> Split with images uint8 (N, 28, 28).
     A labelled split gets confusion_matrix_<name>.png, misclassified_<name>.png (a gallery of
-    its mistakes) and a section of classification_report.txt. A split without labels gets
-    submission.csv (id,label; ids 0..N-1 when the file has none).
+    its mistakes), a section of classification_report.txt, and its calibration (NLL and ECE
+    before and after the model's temperature) in its metrics, drawn in reliability.png. A
+    split without labels gets submission.csv (id,label; ids 0..N-1 when the file has none).
     Returns (metrics by split name, the paths written).
     """
     out_dir = Path(out_dir)
     metrics: dict[str, Any] = {}
     written: list[Path] = []
+    reliability_tables = {}
+    t = temperature(model)
     for name, split in parts.items():
-        predicted, probs = predict_images(model, preprocessing, split.images)
+        logits = predict_logits(model, preprocessing, split.images)
+        probs = softmax(logits, t).astype(np.float32)
+        predicted = probs.argmax(axis=1)
         if split.labels is None:
             ids = split.ids if split.ids is not None else np.arange(len(split), dtype=np.int64)
             written.append(write_submission_csv(ids, predicted, out_dir / "submission.csv"))
@@ -63,9 +70,20 @@ def write_evaluation(
         metrics[name] = write_split_report(
             name, split.labels, predicted, probs, split.images, out_dir
         )
+        metrics[name]["calibration"] = calibration_report(logits, split.labels, t)
         written += [out_dir / f"confusion_matrix_{name}.png", out_dir / f"misclassified_{name}.png"]
+        if name in (VALIDATION, "dig"):
+            label = SPLIT_LABELS.get(name, name)
+            reliability_tables[f"{label}, T = 1"] = reliability(softmax(logits), split.labels)
+            if t != 1.0:
+                reliability_tables[f"{label}, T = {t:.2f}"] = reliability(probs, split.labels)
     if metrics:
         written.append(out_dir / "classification_report.txt")
+    if reliability_tables:
+        from kannada.plots import plot_reliability  # figures only where they are drawn
+
+        title = f"Reliability ({ECE_BINS} equal-width confidence bins)"
+        written.append(plot_reliability(reliability_tables, out_dir / "reliability.png", title))
     return metrics, written
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 import minicnn
+from kannada.calibration import softmax
 from kannada.cli import (
     RunError,
     add_backend_argument,
@@ -61,16 +62,31 @@ def load_model(path: str | Path) -> tuple[minicnn.Sequential, Preprocessing]:
 def predict_images(
     model: minicnn.Sequential, preprocessing: Preprocessing, images, batch_size: int = 256
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Classify digits with exactly the preprocessing the model was trained with.
+    """Classify digits with exactly the preprocessing the model was trained with, and the
+    calibrated confidence: the softmax of the logits divided by the model's temperature
+    (kannada.calibration; 1 for a model file without one).
 
     images: uint8 (N, 28, 28) in 0..255 (as read from the data files), float (N, 1, 28, 28)
     in [0, 1], or one (28, 28) image. Returns (labels int64 (N,), probabilities float32 (N, 10)).
     """
+    logits = predict_logits(model, preprocessing, images, batch_size)
+    probs = softmax(logits, temperature(model)).astype(np.float32)
+    return probs.argmax(axis=1).astype(np.int64), probs
+
+
+def predict_logits(
+    model: minicnn.Sequential, preprocessing: Preprocessing, images, batch_size: int = 256
+) -> np.ndarray:
+    """The network's logits (N, 10) for images as predict_images takes them."""
     images = np.asarray(images)
     if images.ndim == 2:
         images = images[None]
-    probs = model.predict(preprocessing(images), batch_size=batch_size)
-    return probs.argmax(axis=1).astype(np.int64), probs
+    return model.predict_logits(preprocessing(images), batch_size=batch_size)
+
+
+def temperature(model: minicnn.Sequential) -> float:
+    """The temperature stored in the model file by kannada.train (1.0 when there is none)."""
+    return float(model.metadata.get("temperature", 1.0))
 
 
 def read_images_file(path: str | Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:

@@ -22,6 +22,7 @@ import numpy as np
 
 import minicnn
 from kannada.augment import Augmenter, save_examples_figure
+from kannada.calibration import fit_temperature
 from kannada.cli import (
     RunError,
     add_backend_argument,
@@ -41,6 +42,7 @@ from kannada.digits import IMAGE_SIDE
 from kannada.evaluate import VALIDATION, write_evaluation
 from kannada.model import ARCHITECTURES, build_model
 from kannada.plots import plot_history
+from kannada.predict import predict_logits
 from kannada.preprocess import Preprocessing, scale_images
 from kannada.report import write_history_csv, write_metrics_json
 from kannada.zca import ZCA
@@ -532,6 +534,10 @@ def _report(run: Run, data: TrainingData, checkpoint: EpochCheckpoint, argv, sta
     history = checkpoint.history
     parts = {VALIDATION: data.validation, "dig": data.dataset.dig, "test": data.dataset.test}
     parts = {name: split for name, split in parts.items() if split is not None}
+    # Honest confidence: the temperature that makes the validation writers' probabilities
+    # most likely (kannada.calibration), stored in the model file and used by every command.
+    val_logits = predict_logits(model, data.preprocessing, data.validation.images)
+    model.metadata["temperature"] = fit_temperature(val_logits, data.validation.labels)
     metrics, written = write_evaluation(model, data.preprocessing, parts, folder)
     written += [write_history_csv(history, folder / "history.csv")]
     written += plot_history(history, folder)
@@ -555,6 +561,7 @@ def _report(run: Run, data: TrainingData, checkpoint: EpochCheckpoint, argv, sta
         "epochs_trained": checkpoint.epochs_done,
         "resumed_after_epoch": int(run.saved["epoch"]) if run.resumed else None,
         "final_learning_rate": model.optimizer.learning_rate,
+        "temperature": model.metadata["temperature"],
         "seconds_per_epoch": float(np.mean(seconds)) if seconds else None,
         "epoch_seconds": seconds,
         "training_seconds": float(np.sum(seconds)),
@@ -571,6 +578,16 @@ def _report(run: Run, data: TrainingData, checkpoint: EpochCheckpoint, argv, sta
     for name, label in ((VALIDATION, "validation"), ("dig", "Dig-MNIST"), ("test", "test")):
         if name in metrics:
             print(f"{label} accuracy: {metrics[name]['accuracy']:.4f}")
+    calibrated = [
+        f"{label} {100 * c['ece_before']:.2f}% -> {100 * c['ece_after']:.2f}%"
+        for name, label in ((VALIDATION, "validation"), ("dig", "Dig-MNIST"))
+        if name in metrics
+        for c in [metrics[name]["calibration"]]
+    ]
+    print(
+        f"temperature {model.metadata['temperature']:.3f} (fitted on the validation writers); "
+        f"expected calibration error (15 bins): {', '.join(calibrated)}"
+    )
     print(
         f"{checkpoint.epochs_done} epochs, {summary['training_seconds']:.0f} s of training, "
         f"peak memory {summary['peak_memory_rss_mb']:.0f} MB"

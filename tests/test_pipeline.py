@@ -25,11 +25,12 @@ import kannada.cli
 import kannada.train
 import minicnn
 from kannada.augment import Augmenter
+from kannada.calibration import fit_temperature, softmax
 from kannada.cli import data_fingerprint, split_rows, training_rows, validation_split
 from kannada.data import load_dataset, writer_ids
 from kannada.evaluate import main as evaluate_main
 from kannada.model import build_model
-from kannada.predict import load_model, predict_images
+from kannada.predict import load_model, predict_images, predict_logits
 from kannada.predict import main as predict_main
 from kannada.train import main as train_main
 
@@ -50,6 +51,7 @@ RUN_FILES = (
     "classification_report.txt",
     "misclassified_validation.png",
     "misclassified_dig.png",
+    "reliability.png",
     "augmented_examples.png",
     "metrics.json",
     "submission.csv",
@@ -212,6 +214,31 @@ def test_run_writes_every_artifact(full_run: Path):
     assert metrics["command_line"].startswith("python -m kannada.train --data-dir")
     assert metrics["config"]["val_by"] == "writer" and metrics["config"]["zca"] is True
     assert history["val_accuracy"].iloc[-1] == pytest.approx(metrics["validation"]["accuracy"])
+
+
+def test_the_run_calibrates_its_confidence_on_the_validation_writers(
+    full_run: Path, data_dir: Path
+):
+    model, preprocessing = load_model(full_run / "model.npz")
+    metrics = json.loads((full_run / "metrics.json").read_text())
+    t = model.metadata["temperature"]
+    assert t == metrics["temperature"] and 0.05 <= t <= 20
+    dataset = load_dataset(data_dir)
+    _, val_rows = split_rows(len(dataset.train), model.metadata["config"])
+    images, labels = dataset.train.images[val_rows], dataset.train.labels[val_rows]
+    logits = predict_logits(model, preprocessing, images)
+    # the stored temperature is the one that fits the validation writers best
+    assert t == pytest.approx(fit_temperature(logits, labels), rel=1e-3)
+    for name in ("validation", "dig"):
+        report = metrics[name]["calibration"]
+        assert report["ece_bins"] == 15 and report["temperature"] == t
+        assert {"nll_before", "nll_after", "ece_before", "ece_after"} <= set(report)
+    assert metrics["validation"]["calibration"]["nll_after"] <= (
+        metrics["validation"]["calibration"]["nll_before"] + 1e-9
+    )
+    # and predict_images reports the calibrated probabilities
+    _, probs = predict_images(model, preprocessing, images)
+    np.testing.assert_allclose(probs, softmax(logits, t), rtol=1e-5, atol=1e-6)
 
 
 def test_reports_equal_sklearn_on_the_models_predictions(full_run: Path, data_dir: Path):
