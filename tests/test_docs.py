@@ -1,5 +1,6 @@
 """The course in docs/ runs: every chapter's Python blocks execute in order, sharing state, and
 every figure and source file a chapter points to is produced by the figure script or exists.
+The code a chapter quotes from the source files (pymdownx.snippets sections) exists too.
 """
 
 from __future__ import annotations
@@ -46,14 +47,30 @@ def test_links_point_at_real_files(page):
         assert (REPO_ROOT / target).is_file(), f"{page.name} links ../{target}, which is missing"
 
 
-def load_figure_script():
-    """docs/figures/make_figures.py as a module (it is a script, not part of a package)."""
-    spec = importlib.util.spec_from_file_location(
-        "make_figures", DOCS / "figures" / "make_figures.py"
-    )
+def load_docs_module(name: str, relative: str):
+    """A script of docs/ as a module (the figure script and the hooks are not in a package)."""
+    spec = importlib.util.spec_from_file_location(name, DOCS / relative)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_the_chapters_quote_the_source():
+    quotes = load_docs_module("quoted_sections", "_hooks/quoted_sections.py")
+    assert any(quotes.quoted_sections(page.read_text(encoding="utf-8")) for page in CHAPTERS)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda path: path.stem)
+def test_quoted_sections_exist(page):
+    """Each `--8<-- "path:section"` names a file that has both markers of that section, start
+    before end (the mkdocs hook docs/_hooks/quoted_sections.py stops the build likewise)."""
+    quotes = load_docs_module("quoted_sections", "_hooks/quoted_sections.py")
+    assert quotes.problems(page.read_text(encoding="utf-8"), REPO_ROOT) == [], page.name
+
+
+def load_figure_script():
+    """docs/figures/make_figures.py as a module (it is a script, not part of a package)."""
+    return load_docs_module("make_figures", "figures/make_figures.py")
 
 
 def test_every_figure_comes_from_the_script():

@@ -5,6 +5,11 @@ A chapter links a source file GitHub-style, relative to docs/: `[conv.py](../min
 Here every .py file of SOURCE_FOLDERS becomes a generated page `src/<path>.md` (the code with line
 numbers, as of the build), and such links are rewritten to that page. A link to a file that does
 not exist is left alone, so `mkdocs build --strict` reports it.
+
+The source files carry pymdownx.snippets section markers (the chapters quote those sections).
+Snippets would delete a marker line from a generated page, shifting its line numbers, so the
+markers are escaped there with a `;`, which snippets removes again: the page shows the file as
+it is.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ SOURCE_FOLDERS = ("minicnn", "kannada", "benchmarks", "docs")
 PAGES_FOLDER = "src"
 # ](../minicnn/layers/conv.py), in a chapter at docs/.
 SOURCE_LINK = re.compile(r"\]\(\.\./((?:" + "|".join(SOURCE_FOLDERS) + r")/[\w/.-]+\.py)\)")
+# The opening of a snippets section marker: dashes, "8<", dashes, then "[start:" or "[end:".
+SECTION_MARKER = re.compile(r"(?<!;)(-+8<-+[ \t]+\[[ \t]*(?:start|end)[ \t]*:)")
 
 
 def _repo_root(config) -> Path:
@@ -36,7 +43,7 @@ def on_files(files, config):
     """Add one generated page per source file (not in the nav, so not listed in menus)."""
     root = _repo_root(config)
     for path in _sources(config):
-        code = (root / path).read_text(encoding="utf-8")
+        code = SECTION_MARKER.sub(r";\1", (root / path).read_text(encoding="utf-8"))
         content = (
             f"# `{path}`\n\nThe source file as it was when this site was built.\n\n"
             # A four-backtick fence, in case a file itself contains a three-backtick one.

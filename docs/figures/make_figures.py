@@ -79,29 +79,31 @@ def save(fig: Figure, relative: str) -> Path:
 @figure("im2col", "im2col.png")
 def im2col_picture(_) -> None:
     """A 4x4 image (pixels numbered 0..15), its four 3x3 windows, and the (4, 9) col matrix."""
-    image = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)  # (N, H, W, C)
-    col = im2col(image, (3, 3), (1, 1), (2, 2))  # (4, 9)
+    image = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)  # (N, C, H, W)
+    col = im2col(image, (3, 3), (1, 1), ((0, 0), (0, 0)))  # (4, 9): no padding
     colours = ["tab:blue", "tab:orange", "tab:green", "tab:red"]
     fig = Figure(figsize=(10, 3.6), layout="constrained")
     left, right = fig.subplots(1, 2, width_ratios=[1, 2.2])
     left.imshow(np.zeros((4, 4)), cmap="Greys", vmin=0, vmax=1)
-    for (i, j), value in np.ndenumerate(image[0, :, :, 0]):
+    for (i, j), value in np.ndenumerate(image[0, 0]):
         left.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=12)
     for k, (i, j) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
         inset = 0.08 * (k + 1)  # nested outlines, so overlapping windows stay visible
         left.add_patch(
             _rectangle((j - 0.5 + inset, i - 0.5 + inset), 3 - 2 * inset, 3 - 2 * inset, colours[k])
         )
-    left.set_title("input x: one 4x4 channel\nwindows of output pixels (0,0) (0,1) (1,0) (1,1)")
+    left.set_title(
+        "input x: one 4x4 channel\nwindows of the output pixels\n(0,0) (0,1) (1,0) (1,1)"
+    )
     left.set_xticks([])
     left.set_yticks([])
     right.imshow(np.zeros(col.shape), cmap="Greys", vmin=0, vmax=1, aspect="auto")
     for (r, c), value in np.ndenumerate(col):
         right.text(c, r, f"{value:.0f}", ha="center", va="center", fontsize=12, color=colours[r])
     right.set_yticks(range(4), [f"row {r}: output ({r // 2},{r % 2})" for r in range(4)])
-    right.set_xticks(range(9), [f"({a},{b})" for a in range(3) for b in range(3)])
-    right.set_xlabel("column = kernel tap (kh, kw)")
-    right.set_title("col = im2col(x): shape (N*OH*OW, KH*KW*C) = (4, 9)")
+    right.set_xticks(range(9), [f"(0,{a},{b})" for a in range(3) for b in range(3)])
+    right.set_xlabel("column = (channel, kernel row, kernel column)")
+    right.set_title("col = im2col(x): shape (N*OH*OW, C*KH*KW) = (4, 9)")
     save(fig, "im2col.png")
 
 

@@ -127,6 +127,7 @@ class ConvKernel:
         pad_rows = (kh - 1 - pad_h[0], kh - 1 - pad_h[1])
         pad_cols = (kw - 1 - pad_w[0], kw - 1 - pad_w[1])
         W = self.layer.params["W"]
+        # --8<-- [start:by_convolution]
         rotated = W[:, :, ::-1, ::-1].transpose(2, 3, 0, 1).reshape(kh * kw * f, c)
         dx_rows = dx.reshape(n * h * w, c)
         dy_rows = dy_nhwc.reshape(n * oh * ow, f)  # (N*OH*OW, F); copies if not NHWC
@@ -144,5 +145,6 @@ class ConvKernel:
             # F values, which is several times slower.
             dy_block = dy_rows[first * oh * ow : last * oh * ow]
             db += ones[: dy_block.shape[0]] @ dy_block
+        # --8<-- [end:by_convolution]
         dW = rotated_dW.reshape(kh, kw, f, c)[::-1, ::-1]  # un-rotate: (KH, KW, F, C)
         return np.ascontiguousarray(dW.transpose(2, 3, 0, 1)), db

@@ -67,6 +67,7 @@ class CPUEngine:
         self._pending: _Step | None = None
 
     # -- being chosen ---------------------------------------------------------------------
+    # --8<-- [start:start_stop]
     def start(self) -> None:
         """Apply the process-wide settings (Sequential.use_engine calls this)."""
         self._users += 1
@@ -84,6 +85,8 @@ class CPUEngine:
                 self._blas_limit = None
             self.pool.close()
             self._pending = None
+
+    # --8<-- [end:start_stop]
 
     def describe(self) -> str:
         """One line: what the engine does and which process-wide settings it has made."""

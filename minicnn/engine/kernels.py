@@ -25,6 +25,7 @@ class ReLUKernel:
         self.cache = None
         self.grads: dict = {}
 
+    # --8<-- [start:relu]
     def forward(self, x, training: bool):
         out = np.empty_like(x)  # same memory layout as x
         # The maximum against one sample of zeros, broadcast over the batch, in x's layout:
@@ -39,6 +40,8 @@ class ReLUKernel:
         dx = np.empty_like(out)
         np.multiply(dy, out > 0, out=dx)  # much faster than np.where(out > 0, dy, 0)
         return dx
+
+    # --8<-- [end:relu]
 
 
 class DropoutKernel:

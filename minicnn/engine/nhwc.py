@@ -27,6 +27,7 @@ def window_view(x_pad, kernel_hw, stride_hw, out_hw):
     return np.lib.stride_tricks.as_strided(x_pad, shape=shape, strides=strides, writeable=False)
 
 
+# --8<-- [start:im2col]
 def im2col(x_pad, kernel_hw, stride_hw, out_hw, out=None):
     """Unroll receptive fields into rows: (N, H, W, C) -> (N*OH*OW, KH*KW*C), columns (a, b, c).
 
@@ -46,6 +47,9 @@ def im2col(x_pad, kernel_hw, stride_hw, out_hw, out=None):
         return taps.T
     np.copyto(col.reshape(view.shape), view)
     return col
+
+
+# --8<-- [end:im2col]
 
 
 def col2im(col, padded_shape, kernel_hw, stride_hw, out_hw):

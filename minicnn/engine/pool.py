@@ -30,6 +30,7 @@ class MaxPoolKernel:
         taps = self.taps(x.transpose(0, 2, 3, 1), out_hw)  # each (N, OH, OW, C)
         best = np.empty((n, *out_hw, c), dtype=x.dtype)
         # A running maximum over the taps, elementwise on whole arrays: no copy of the windows.
+        # --8<-- [start:max_and_winner]
         best[...] = taps[0]
         for tap in taps[1:]:
             np.maximum(best, tap, out=best)
@@ -44,6 +45,7 @@ class MaxPoolKernel:
                 winner += 1
                 winner *= tap != best
             self.cache = (winner, x.shape)
+        # --8<-- [end:max_and_winner]
         return best.transpose(0, 3, 1, 2)
 
     def backward(self, dy, input_gradient: bool = True):
