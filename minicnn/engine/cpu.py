@@ -7,7 +7,13 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from minicnn.engine.kernels import DropoutKernel, batch_uniforms, make_kernel, splits
+from minicnn.engine.kernels import (
+    DropoutKernel,
+    batch_uniforms,
+    make_kernel,
+    splits,
+    whole_batch_kernel,
+)
 from minicnn.engine.memory import keep_freed_memory
 from minicnn.engine.threads import ChunkPool, available_cores, batch_chunks, sum_in_chunk_order
 from minicnn.layers import Dropout
@@ -16,11 +22,12 @@ from minicnn.layers import Dropout
 @dataclass
 class _Step:
     """What a training forward pass leaves for backward: the layers, how the batch was split,
-    and per group of layers either None (run whole) or each chunk's kernels by chunk start."""
+    and per group of layers each chunk's kernels by chunk start, or the one kernel that ran
+    the whole batch."""
 
     layers: list
     chunks: list[tuple[int, int]]
-    groups: list[tuple[list[int], dict | None]]
+    groups: list[tuple[list[int], dict | object]]
 
 
 class CPUEngine:
@@ -117,8 +124,9 @@ class CPUEngine:
         h = x
         for indices in self._groups(layers, training):
             if not splits(layers[indices[0]], training):
-                h = layers[indices[0]].forward(h, training=training)
-                step.groups.append((indices, None))
+                whole = whole_batch_kernel(layers[indices[0]])
+                h = whole.forward(h, training)
+                step.groups.append((indices, whole))
                 continue
             kernels = self._kernels(layers, indices, chunks, h, training)
             h = self._forward_chunks(kernels, h, chunks, training)
@@ -137,10 +145,10 @@ class CPUEngine:
             )
         for indices, kernels in reversed(step.groups):
             wanted = input_gradient or indices[0] > 0
-            if kernels is None:
-                dy = step.layers[indices[0]].backward(dy)
-            else:
+            if isinstance(kernels, dict):
                 dy = self._backward_chunks(step.layers, indices, kernels, dy, step.chunks, wanted)
+            else:  # one kernel for the whole batch
+                dy = kernels.backward(dy, input_gradient=wanted)
         return dy if input_gradient else None
 
     # -- the steps ------------------------------------------------------------------------
@@ -185,7 +193,7 @@ class CPUEngine:
             return h
 
         parts = self.pool.run(work, chunks)
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return join_chunks(parts)
 
     def _backward_chunks(self, layers, indices, kernels: dict, dy, chunks, input_gradient: bool):
         def work(start: int, stop: int):
@@ -203,4 +211,14 @@ class CPUEngine:
                 layers[i].grads.update(zip(keys, sum_in_chunk_order(shares), strict=True))
         if not input_gradient:
             return None
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return join_chunks(parts)
+
+
+def join_chunks(parts: list):
+    """The chunks' results as one batch, in the memory layout they have: channels-last
+    activations (NCHW views of NHWC memory) stay channels-last, for the next kernel."""
+    if len(parts) == 1:
+        return parts[0]
+    if parts[0].ndim == 4 and parts[0].transpose(0, 2, 3, 1).flags.c_contiguous:
+        return np.concatenate([part.transpose(0, 2, 3, 1) for part in parts]).transpose(0, 3, 1, 2)
+    return np.concatenate(parts)

@@ -1,9 +1,9 @@
 """Which engine code runs each layer on a chunk of a batch.
 
 A kernel computes one layer's forward and backward for one chunk, reading the layer's params
-and keeping its own cache and grads, so that several chunks can run at once. Layers with no
-kernel here (BatchNorm in training, whose statistics need the whole batch, and any layer type
-the engine does not know) are run by their own forward and backward on the whole batch.
+and keeping its own cache and grads, so that several chunks can run at once. BatchNorm in
+training needs the whole batch for its statistics (batchnorm.py); any layer type the engine
+does not know runs its own forward and backward on the whole batch.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import copy
 
 import numpy as np
 
+from minicnn.engine.batchnorm import BatchNormKernel, LayerAsKernel
 from minicnn.engine.conv import ConvKernel
 from minicnn.engine.pool import MaxPoolKernel
 from minicnn.layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
@@ -137,3 +138,10 @@ def splits(layer, training: bool) -> bool:
 def make_kernel(layer):
     """The kernel that runs `layer` on a chunk (only for layers where splits() is True)."""
     return KERNELS[type(layer)](layer)
+
+
+def whole_batch_kernel(layer):
+    """The kernel that runs a layer that needs the whole batch (where splits() is False)."""
+    if type(layer) is BatchNorm:
+        return BatchNormKernel(layer)
+    return LayerAsKernel(layer)
