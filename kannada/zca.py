@@ -47,10 +47,10 @@ class ZCA:
         """Fit mean and whitening matrix to images x of shape (N, ...), N >= 2. Returns self.
 
         The covariance is one GEMM, (x - mean)^T (x - mean) / N, in the input's precision:
-        for float32 training images float32 is half the time and memory of float64 (60000 x
-        784: ~1.5 s against ~2.5 s here) and its error (4e-7 on entries up to 0.16, 1e-7 on
-        eigenvalues) is far below epsilon. The eigendecomposition of the D x D covariance
-        (eigh) is in float64. An SVD of the data matrix would give the same at ~10x the cost.
+        for float32 training images float32 takes about half the time and memory of float64,
+        and its rounding error is far below epsilon. The eigendecomposition of the D x D
+        covariance (eigh) is in float64. An SVD of the data matrix would give the same at
+        several times the cost (chapter 7 of the course has the measured figures).
         """
         flat = _as_rows(x, "ZCA.fit")
         n, _ = flat.shape
