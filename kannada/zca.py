@@ -50,7 +50,7 @@ class ZCA:
         for float32 training images float32 takes about half the time and memory of float64,
         and its rounding error is far below epsilon. The eigendecomposition of the D x D
         covariance (eigh) is in float64. An SVD of the data matrix would give the same at
-        several times the cost (chapter 7 of the course has the measured figures).
+        several times the cost (benchmarks/speed.py times the fit).
         """
         flat = _as_rows(x, "ZCA.fit")
         n, _ = flat.shape
