@@ -418,7 +418,7 @@ def oval_strokes(box: dict) -> list[list[tuple[float, float]]]:
     ]
 
 
-def test_a_browser_draws_a_zero_and_reads_the_prediction(real_app):
+def test_a_browser_draws_a_zero_and_sees_the_prediction_and_the_inside(real_app):
     sync_api = pytest.importorskip(
         "playwright.sync_api",
         reason="Playwright for Python is not installed (pip install playwright)",
@@ -446,6 +446,7 @@ def test_a_browser_draws_a_zero_and_reads_the_prediction(real_app):
             canvas.wait_for(timeout=30_000)
             # The page chooses the brush by itself; wait for that before the first stroke.
             page.locator("#canvas button[aria-label='Brush'].highlight").wait_for(timeout=30_000)
+            strip = page.locator("#numerals").inner_text()
             for stroke in oval_strokes(canvas.bounding_box()):
                 page.mouse.move(*stroke[0])
                 page.mouse.down()
@@ -455,10 +456,20 @@ def test_a_browser_draws_a_zero_and_reads_the_prediction(real_app):
             # Live predictions of the first stroke may still arrive; the button reads it all.
             page.get_by_role("button", name="Predict", exact=True).click()
             label = read_settled_label(page)
+            seen = page.locator("#seen img").count()
+            page.get_by_text("Inside the network", exact=True).click()
+            page.locator("#blocks img").nth(3).wait_for(timeout=30_000)
+            looked = page.locator("#looked").inner_text()
+            looked_pictures = page.locator("#looked img").count()
+            headings = page.locator("#blocks h4").all_inner_texts()
             page.screenshot(path=str(ARTIFACTS / "demo-browser.png"), full_page=True)
         finally:
             browser.close()
     assert label == class_name(0), f"the page shows {label!r}"
+    assert all(numeral in strip for numeral in KANNADA_NUMERALS) and "9" in strip
+    assert seen == 1 and looked_pictures == 2
+    assert f"the score of {class_name(0)} changes" in looked
+    assert headings[0] == "conv2d + re_lu: 32 × 28 × 28" and len(headings) == 4
 
 
 def read_settled_label(page, timeout: float = 40.0) -> str:
