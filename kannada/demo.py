@@ -260,7 +260,8 @@ def payload_path(payload):
 def png_data_url(image: np.ndarray) -> str:
     """A uint8 (H, W) grey or (H, W, 3) RGB image as a data:image/png;base64 URL."""
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
+    # The least compression: the pictures are small, and the answer should leave at once.
+    Image.fromarray(image).save(buffer, format="PNG", compress_level=1)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
