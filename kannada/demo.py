@@ -118,8 +118,8 @@ class Reading:
     inside: Inside | None = None
 
     def outputs(self) -> tuple:
-        """The values for the page's outputs: label, seen, status, looked and blocks (the last
-        four as HTML with the pictures inside it, see picture_html)."""
+        """The values for the page's outputs: label, seen, status, looked and blocks (seen,
+        looked and blocks as HTML with the pictures inside it, see picture_html)."""
         return (
             self.label,
             seen_html(self.seen),
@@ -390,7 +390,11 @@ def build_app(reader: DigitReader):
                     elem_id="upload",
                 )
             with gr.Column():
-                label = gr.Label(num_top_classes=3, label="Prediction", elem_id="prediction")
+                label = gr.Label(
+                    num_top_classes=3,
+                    label="Prediction: the three likeliest digits and the network's confidence",
+                    elem_id="prediction",
+                )
                 gr.Markdown(
                     "**What the network sees**: your drawing made into a 28 x 28 picture the "
                     "way the dataset's digits were made (shown 10 times larger)."
