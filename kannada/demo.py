@@ -6,7 +6,10 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import errno
+import html
+import io
 import socket
 import sys
 import threading
@@ -16,9 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from kannada.cli import RunError, run_command
 from kannada.drawing import DrawingError, EmptyDrawing, prepare_digit
+from kannada.inside import Inside, look_inside, map_grid, saliency_pictures
 from kannada.predict import load_model, predict_images
 
 PROG = "python -m kannada.demo"
@@ -27,7 +32,11 @@ PRETRAINED_MODEL = Path(__file__).resolve().parent / "pretrained" / "model.npz"
 EMPTY_MESSAGE = "Draw a digit"
 CANVAS_SIDE = 420  # pixels; big enough for a finger, small enough for a phone screen
 BRUSH_RADIUS = 14  # a digit drawn 300 px tall then has strokes like the dataset's (2-3 of 28 px)
-ENLARGE = 10  # the 28x28 model input is shown at 280x280
+SEEN_SCALE = 10  # the 28x28 model input is shown at 280x280
+LOOKED_SCALE = 7  # the two saliency pictures side by side, 196 px each
+MAP_TILE = 56  # pixels: each activation map is shown this tall (28 x 28 maps twice as large)
+MAX_BATCH = 8  # requests read together at most (a class's drawings arriving at once)
+NOTHING_YET = "Draw a digit to see this."
 # Gradio 6 opens a Sketchpad with no tool chosen ("select the draw tool to start"), and its
 # Clear drops the tool again: choose the brush, once the canvas has settled, so that a person
 # can draw at once. Clicking only while it is not chosen keeps a second click from undoing it.
@@ -97,23 +106,33 @@ class Reading:
     """What the page shows for one picture.
 
     label: {class name: probability} for gr.Label, or a short message ("Draw a digit").
-    seen: uint8 (280, 280), the 28x28 network input enlarged, or None when there was none.
+    seen: uint8 (28, 28), the network's input before its preprocessing, or None when there
+        was none.
     status: one line for people: the latency, or what was wrong with the input.
+    inside: what the network computed for it (kannada.inside), or None when there was no digit.
     """
 
     label: dict[str, float] | str
     seen: np.ndarray | None
     status: str
+    inside: Inside | None = None
 
     def outputs(self) -> tuple:
-        """The values for the page's (label, seen image, status line) components."""
-        return self.label, self.seen, self.status
+        """The values for the page's outputs: label, seen, status, looked and blocks (seen,
+        looked and blocks as HTML with the pictures inside it, see picture_html)."""
+        return (
+            self.label,
+            seen_html(self.seen),
+            self.status,
+            looked_html(self.seen, self.inside),
+            blocks_html(self.inside),
+        )
 
 
 class DigitReader:
-    """The handler behind the page: picture -> Reading, with the model loaded once.
+    """The handler behind the page: pictures -> Readings, with the model loaded once.
 
-    One prediction at a time (a lock): layers keep per-call caches, and two cores gain
+    One batch at a time (a lock): the plain layers keep per-call caches, and two cores gain
     nothing from running two forward passes side by side.
     """
 
@@ -134,42 +153,85 @@ class DigitReader:
 
         Bad input gives a Reading with a message, never an exception.
         """
+        return self.read_all([(picture, name)])[0]
+
+    def read_all(self, pictures: Sequence[tuple[object, str | None]]) -> list[Reading]:
+        """Several (picture, name) pairs at once, as Gradio batches them: each picture is
+        prepared, the network reads all the digits in one call, then each one's inside view
+        is computed. Returns one Reading per picture, in order."""
         start = time.perf_counter()
-        try:
-            if picture is None:
-                raise EmptyDrawing(EMPTY_MESSAGE)
-            digit = prepare_digit(picture, name)  # uint8 (28, 28)
-        except EmptyDrawing:
-            return Reading(EMPTY_MESSAGE, None, "Draw a digit on the canvas, or upload a picture.")
-        except DrawingError as error:
-            return Reading("Unreadable image", None, f"Could not read the picture: {error}")
-        prepared = time.perf_counter()
+        prepared = [prepare_picture(picture, name) for picture, name in pictures]
+        digits = [digit for digit in prepared if not isinstance(digit, Reading)]
+        if not digits:
+            return prepared  # only messages: nothing drawn, or nothing readable
+        prepared_at = time.perf_counter()
         with self._lock:
-            _, probs = predict_images(self.model, self.preprocessing, digit[None])
+            _, probs = predict_images(self.model, self.preprocessing, np.stack(digits))
+            read_at = time.perf_counter()
+            insides = [
+                look_inside(self.model, self.preprocessing, digit, int(p.argmax()))
+                for digit, p in zip(digits, probs, strict=True)
+            ]
         done = time.perf_counter()
-        label = {class_name(k): float(p) for k, p in enumerate(probs[0])}
-        seen = np.kron(digit, np.ones((ENLARGE, ENLARGE), dtype=np.uint8))
+        together = f"; {len(digits)} drawings read together" if len(digits) > 1 else ""
         status = (
-            f"Read in {1000 * (done - start):.1f} ms (picture {1000 * (prepared - start):.1f} ms, "
-            f"network {1000 * (done - prepared):.1f} ms)"
+            f"Read in {1000 * (done - start):.1f} ms (picture {1000 * (prepared_at - start):.1f} "
+            f"ms, network {1000 * (read_at - prepared_at):.1f} ms, inside "
+            f"{1000 * (done - read_at):.1f} ms{together})"
         )
-        return Reading(label, seen, status)
+        found = iter(zip(digits, probs, insides, strict=True))
+        readings = []
+        for item in prepared:
+            if isinstance(item, Reading):
+                readings.append(item)
+            else:
+                digit, p, inside = next(found)
+                label = {class_name(k): float(value) for k, value in enumerate(p)}
+                readings.append(Reading(label, digit, status, inside))
+        return readings
 
-    def on_sketch(self, value) -> tuple:
-        """Gradio handler for the canvas: its EditorValue dict -> (label, seen, status)."""
-        return self.read(canvas_picture(value), "the drawing").outputs()
+    def on_sketches(self, values: Sequence) -> list[list]:
+        """Gradio handler (batched) for the canvas: Sketchpad payloads -> one list per output.
 
-    def on_upload(self, path: str | None) -> tuple:
-        """Gradio handler for an uploaded file's path (None when cleared) -> outputs."""
-        name = None if path is None else f"'{Path(path).name}'"
-        return self.read(path, name).outputs()
+        The event runs with preprocess=False, so a payload is the EditorValue dict with file
+        payloads ({"path": ...}) in it, and a file that is no picture gets our message."""
+        pictures = [(payload_path(canvas_picture(value)), "the drawing") for value in values]
+        return output_columns(self.read_all(pictures))
+
+    def on_uploads(self, payloads: Sequence) -> list[list]:
+        """Gradio handler (batched) for uploaded files (their payloads, None when cleared)."""
+        pictures = []
+        for payload in payloads:
+            path = payload_path(payload)
+            pictures.append((path, None if path is None else f"'{Path(path).name}'"))
+        return output_columns(self.read_all(pictures))
+
+
+def prepare_picture(picture, name: str | None) -> np.ndarray | Reading:
+    """The picture as the network's uint8 (28, 28) digit, or a Reading with the message that
+    says why there is none (nothing drawn, or not a picture we can read)."""
+    try:
+        if picture is None:
+            raise EmptyDrawing(EMPTY_MESSAGE)
+        return prepare_digit(picture, name)
+    except EmptyDrawing:
+        return Reading(EMPTY_MESSAGE, None, "Draw a digit on the canvas, or upload a picture.")
+    except DrawingError as error:
+        return Reading("Unreadable image", None, f"Could not read the picture: {error}")
+
+
+def output_columns(readings: Sequence[Reading]) -> list[list]:
+    """What a batched Gradio function returns: one list per output, one entry per reading."""
+    return [
+        list(column) for column in zip(*(reading.outputs() for reading in readings), strict=True)
+    ]
 
 
 def canvas_picture(value):
     """The picture in what a Sketchpad sends: the composite of an EditorValue dict
     {"background", "layers", "composite"} (Gradio 4 to 6), or a plain image. None -> None.
     """
-    if isinstance(value, dict):
+    if isinstance(value, dict) and "composite" in value:
         if value.get("composite") is not None:
             return value["composite"]
         layers = [layer for layer in value.get("layers") or [] if layer is not None]
@@ -177,24 +239,112 @@ def canvas_picture(value):
     return value
 
 
-def upload_path(payload) -> str | None:
-    """The server-side path in an Image payload that Gradio did not preprocess, or None.
+def payload_path(payload):
+    """The server-side path in a file payload that Gradio did not preprocess ({"path": ...}),
+    or the payload itself when it is already a picture (a path, an image). None -> None.
 
-    The upload event runs with preprocess=False so that our reader, not Gradio's, opens the
-    file, and an unreadable one becomes a message instead of an error box.
+    The events run with preprocess=False so that our reader, not Gradio's, opens the file,
+    and an unreadable one becomes a message instead of an error box.
     """
-    if payload is None:
-        return None
     if isinstance(payload, dict):
         return payload.get("path")
     return getattr(payload, "path", payload)
 
 
+# -- the panels as HTML --------------------------------------------------------------------
+# The pictures travel inside the HTML as data: URLs. Gradio would save each image output as a
+# file, send its address and let the browser fetch it (one more request per picture); two
+# identical pictures then share one file that is rewritten while it is being served.
+
+
+def png_data_url(image: np.ndarray) -> str:
+    """A uint8 (H, W) grey or (H, W, 3) RGB image as a data:image/png;base64 URL."""
+    buffer = io.BytesIO()
+    # The least compression: the pictures are small, and the answer should leave at once.
+    Image.fromarray(image).save(buffer, format="PNG", compress_level=1)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def picture_html(image: np.ndarray, scale: int, alt: str) -> str:
+    """An <img> of the image enlarged `scale` times with square pixels (no smoothing)."""
+    height, width = image.shape[:2]
+    return (
+        f'<img src="{png_data_url(image)}" alt="{html.escape(alt)}" width="{width * scale}" '
+        f'height="{height * scale}" style="image-rendering: pixelated; max-width: 100%; '
+        'height: auto;">'
+    )
+
+
+def figure_html(picture: str, caption: str) -> str:
+    """A picture with its caption under it, side by side with the next figure."""
+    return (
+        '<figure style="display: inline-block; margin: 0 12px 8px 0; vertical-align: top;">'
+        f'{picture}<figcaption style="font-size: 0.9em;">{caption}</figcaption></figure>'
+    )
+
+
+def seen_html(digit: np.ndarray | None) -> str:
+    """The network's 28 x 28 input, shown 10 times larger ("" when there is none)."""
+    if digit is None:
+        return ""
+    return picture_html(digit, SEEN_SCALE, "the 28 x 28 picture the network reads")
+
+
+def looked_html(digit: np.ndarray | None, inside: Inside | None) -> str:
+    """The saliency panel: |d score / d pixel| over the digit, pixel by pixel and smoothed."""
+    if digit is None or inside is None:
+        return f"<p>{NOTHING_YET}</p>"
+    pixelwise, smooth = saliency_pictures(digit, inside.saliency)
+    name = class_name(inside.target)
+    return (
+        f"<p>How much the score of {name} changes when one pixel of the input changes (the "
+        "gradient, computed by minicnn's backward pass): the brighter, the more that pixel "
+        "counts.</p>"
+        + figure_html(picture_html(pixelwise, LOOKED_SCALE, "saliency"), "pixel by pixel")
+        + figure_html(picture_html(smooth, LOOKED_SCALE, "smoothed saliency"), "smoothed")
+    )
+
+
+def blocks_html(inside: Inside | None) -> str:
+    """The activations panel: one grid of maps per convolution block, with its name and shape."""
+    if inside is None:
+        return f"<p>{NOTHING_YET}</p>"
+    if not inside.blocks:
+        return "<p>This model has no convolution layers.</p>"
+    parts = []
+    for k, view in enumerate(inside.blocks):
+        count, height, width = view.block.shape
+        if k == 0:
+            which = f"all {count} channels"
+        else:
+            shown = ", ".join(str(c) for c in view.channels)
+            which = f"the {len(view.channels)} of {count} channels most active here ({shown})"
+        parts.append(
+            f"<h4 style='margin: 12px 0 4px;'>{view.block.name}: {count} &times; {height} "
+            f"&times; {width}</h4><p style='margin: 0 0 4px;'>Its output for this drawing, "
+            f"{which}; white is the strongest value in the block, black is 0.</p>"
+            + picture_html(map_grid(view.maps), MAP_TILE // height, f"{view.block.name} maps")
+        )
+    return "".join(parts)
+
+
+def numerals_html() -> str:
+    """The strip of the ten Kannada numerals, each above the Arabic digit it stands for."""
+    cells = "".join(
+        '<div style="display: inline-block; text-align: center; width: 3.2em; margin: 2px;">'
+        f'<div style="font-size: 2em; line-height: 1.2;">{numeral}</div>'
+        f"<div>{digit}</div></div>"
+        for digit, numeral in enumerate(KANNADA_NUMERALS)
+    )
+    return f'<div lang="kn">{cells}</div>'
+
+
 def build_app(reader: DigitReader):
     """The Gradio page (a gr.Blocks) around `reader`; launch it with .launch().
 
-    API endpoints: "/predict" (canvas value -> label, seen, status), "/predict_live" (the same,
-    fired on every stroke) and "/predict_upload" (an image file -> the same outputs).
+    API endpoints: "/predict" (canvas value -> label, seen, status, looked, blocks: the label,
+    a Markdown status line and HTML for the rest), "/predict_live" (the same, fired on every
+    stroke) and "/predict_upload" (an image file -> the same outputs).
     """
     try:
         import gradio as gr
@@ -207,6 +357,11 @@ def build_app(reader: DigitReader):
         gr.Markdown(
             "## Handwritten Kannada digits\n"
             "Draw one digit (೦ to ೯) with the mouse or a finger; the network reads it as you draw."
+        )
+        gr.HTML(numerals_html(), elem_id="numerals")
+        gr.Markdown(
+            "The ten Kannada numerals (top) and the digits they stand for: draw one of them.",
+            elem_id="numerals-note",
         )
         gr.Markdown(reader.about, elem_id="model")
         with gr.Row():
@@ -235,34 +390,51 @@ def build_app(reader: DigitReader):
                     elem_id="upload",
                 )
             with gr.Column():
-                label = gr.Label(num_top_classes=3, label="Prediction", elem_id="prediction")
-                seen = gr.Image(
-                    label="What the network sees (28x28, enlarged)",
-                    interactive=False,
-                    format="png",
-                    elem_id="seen",
+                label = gr.Label(
+                    num_top_classes=3,
+                    label="Prediction: the three likeliest digits and the network's confidence",
+                    elem_id="prediction",
                 )
+                gr.Markdown(
+                    "**What the network sees**: your drawing made into a 28 x 28 picture the "
+                    "way the dataset's digits were made (shown 10 times larger)."
+                )
+                seen = gr.HTML(elem_id="seen")
                 status = gr.Markdown(label="Status", elem_id="status")
-        outputs = [label, seen, status]
-        clear.add([sketch, upload, *outputs])
+        with gr.Accordion("Inside the network", open=False, elem_id="inside"):
+            gr.Markdown(
+                "What the network computes for your drawing, by minicnn's layers run one by one "
+                "on it; it changes with every stroke."
+            )
+            gr.Markdown("### Where the network looked")
+            looked = gr.HTML(f"<p>{NOTHING_YET}</p>", elem_id="looked")
+            gr.Markdown("### What each convolution block computes")
+            blocks = gr.HTML(f"<p>{NOTHING_YET}</p>", elem_id="blocks")
+        outputs = [label, seen, status, looked, blocks]
+        clear.add([sketch, upload, label, seen, status])
         clear.click(None, None, None, js=CHOOSE_BRUSH_JS)
-        predict.click(reader.on_sketch, sketch, outputs, api_name="predict")
+        # The three events share one queue that runs one batch at a time; a batch holds the
+        # requests waiting when it starts (up to MAX_BATCH), so that the network reads them
+        # in one call. preprocess=False: our reader, not Gradio's, opens the files.
+        network = {
+            "concurrency_id": "network",
+            "concurrency_limit": 1,
+            "batch": True,
+            "max_batch_size": MAX_BATCH,
+            "preprocess": False,
+        }
+        predict.click(reader.on_sketches, sketch, outputs, api_name="predict", **network)
         # "always_last": while one stroke is being read, later strokes collapse into one call.
         sketch.change(
-            reader.on_sketch,
+            reader.on_sketches,
             sketch,
             outputs,
             api_name="predict_live",
             trigger_mode="always_last",
             show_progress="hidden",
+            **network,
         )
-        upload.change(
-            lambda payload: reader.on_upload(upload_path(payload)),
-            upload,
-            outputs,
-            api_name="predict_upload",
-            preprocess=False,
-        )
+        upload.change(reader.on_uploads, upload, outputs, api_name="predict_upload", **network)
         app.load(None, None, None, js=CHOOSE_BRUSH_JS)
     return app
 

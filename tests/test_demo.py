@@ -6,8 +6,11 @@ without one, the tests that need it skip. A tiny untrained model serves the mess
 
 from __future__ import annotations
 
+import base64
+import io
 import math
 import os
+import re
 import shutil
 import socket
 import time
@@ -21,15 +24,25 @@ from scipy import ndimage
 from kannada.cli import RunError
 from kannada.demo import (
     EMPTY_MESSAGE,
+    KANNADA_NUMERALS,
+    NOTHING_YET,
     PRETRAINED_MODEL,
     DigitReader,
+    Reading,
+    blocks_html,
     canvas_picture,
     choose_model,
     class_name,
     describe_model,
+    looked_html,
     main,
+    numerals_html,
+    seen_html,
 )
 from kannada.drawing import prepare_digit
+from kannada.inside import conv_blocks, map_grid
+from kannada.model import build_model
+from kannada.preprocess import Preprocessing
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO_ROOT / "test-artifacts"
@@ -50,6 +63,13 @@ def real_reader() -> DigitReader:
     if path is None:
         pytest.skip("no trained model: set KANNADA_DEMO_MODEL or ship kannada/pretrained/model.npz")
     return DigitReader.from_file(path)
+
+
+@pytest.fixture(scope="module")
+def cnn_reader() -> DigitReader:
+    """The demo's reader around an untrained seed-cnn (no ZCA): the panels' shapes and labels
+    without a trained model."""
+    return DigitReader(build_model(seed=0), Preprocessing(), "Model: untrained.")
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +116,19 @@ def canvas_like(
 def top_label(label) -> str:
     """The winning class name from a Reading label dict (or the message string)."""
     return max(label, key=label.get) if isinstance(label, dict) else label
+
+
+def html_pictures(text: str) -> list[np.ndarray]:
+    """The pictures inside a panel's HTML (its data:image/png URLs), as arrays."""
+    found = re.findall(r'src="data:image/png;base64,([^"]+)"', text)
+    return [np.asarray(Image.open(io.BytesIO(base64.b64decode(data)))) for data in found]
+
+
+def a_stroke() -> Image.Image:
+    """A canvas with one vertical stroke, black on white."""
+    stroke = np.zeros((CANVAS, CANVAS), dtype=np.uint8)
+    stroke[60:360, 190:220] = 255
+    return Image.fromarray(255 - stroke)
 
 
 # -- small pieces -------------------------------------------------------------------------
@@ -186,23 +219,94 @@ def test_the_handler_answers_every_input_without_raising(tiny_model, tmp_path):
     blank = Image.new("RGBA", (CANVAS, CANVAS), (0, 0, 0, 0))
 
     for empty in (None, blank, {"background": None, "layers": [], "composite": None}):
-        label, seen, status = reader.on_sketch(empty)
-        assert (label, seen) == (EMPTY_MESSAGE, None) and "Draw a digit" in status
+        [label], [seen], [status], [looked], [blocks] = reader.on_sketches([empty])
+        assert (label, seen) == (EMPTY_MESSAGE, "") and "Draw a digit" in status
+        assert looked == blocks == f"<p>{NOTHING_YET}</p>"
 
-    label, seen, status = reader.on_upload(str(bad))
-    assert label == "Unreadable image" and seen is None
-    assert "'notes.png': not an image file" in status
+    # A file that is no picture, from the canvas or the upload: a message, not an error.
+    for outputs in (
+        reader.on_uploads([{"path": str(bad)}]),
+        reader.on_sketches([{"background": None, "layers": [], "composite": {"path": str(bad)}}]),
+    ):
+        [label], [seen], [status], _, _ = outputs
+        assert label == "Unreadable image" and seen == ""
+        assert "not an image file" in status
 
-    stroke = np.zeros((CANVAS, CANVAS), dtype=np.uint8)
-    stroke[60:360, 190:220] = 255
-    picture = Image.fromarray(255 - stroke)
-    label, seen, status = reader.on_sketch({"background": None, "layers": [], "composite": picture})
-    assert sorted(label) == sorted(class_name(k) for k in range(10))
-    assert math.isclose(sum(label.values()), 1, rel_tol=1e-5)
-    # The enlarged image is exactly the 28x28 network input, each pixel a 10x10 block.
-    assert seen.shape == (280, 280) and seen.dtype == np.uint8
-    np.testing.assert_array_equal(seen[::10, ::10], prepare_digit(picture))
-    assert status.startswith("Read in ") and "network" in status
+    picture = a_stroke()
+    reading = reader.read(picture)
+    assert sorted(reading.label) == sorted(class_name(k) for k in range(10))
+    assert math.isclose(sum(reading.label.values()), 1, rel_tol=1e-5)
+    # What the network sees is exactly its 28x28 input, shown 10 times larger on the page.
+    np.testing.assert_array_equal(reading.seen, prepare_digit(picture))
+    [shown] = html_pictures(seen_html(reading.seen))
+    np.testing.assert_array_equal(shown, reading.seen)
+    assert 'width="280"' in seen_html(reading.seen)
+    assert reading.status.startswith("Read in ") and "network" in reading.status
+    assert "inside" in reading.status
+
+
+def test_a_batch_is_read_in_order_as_each_picture_alone(cnn_reader):
+    rng = np.random.default_rng(0)
+    digits = [(rng.random((28, 28)) > 0.8).astype(np.uint8) * 255 for _ in range(2)]
+    pictures = [(None, None), (digits[0], None), (b"not a picture", "x.png"), (digits[1], None)]
+    readings = cnn_reader.read_all(pictures)
+    assert [r.label if isinstance(r.label, str) else "read" for r in readings] == [
+        EMPTY_MESSAGE,
+        "read",
+        "Unreadable image",
+        "read",
+    ]
+    for reading, digit in zip([readings[1], readings[3]], digits, strict=True):
+        alone = cnn_reader.read(digit)
+        assert reading.label.keys() == alone.label.keys()
+        np.testing.assert_allclose(
+            list(reading.label.values()), list(alone.label.values()), rtol=1e-5
+        )
+        np.testing.assert_array_equal(reading.inside.saliency, alone.inside.saliency)
+        assert "2 drawings read together" in reading.status
+
+
+# -- the panels ---------------------------------------------------------------------------
+
+
+def test_the_numeral_strip_pairs_each_kannada_numeral_with_its_digit():
+    strip = numerals_html()
+    cells = re.findall(r">(\S)</div><div>(\d)</div>", strip)
+    assert cells == [(numeral, str(k)) for k, numeral in enumerate(KANNADA_NUMERALS)]
+
+
+def test_the_blocks_panel_names_each_block_and_shows_its_maps(cnn_reader):
+    reading = cnn_reader.read(a_stroke())
+    panel = blocks_html(reading.inside)
+    blocks = conv_blocks(cnn_reader.model)
+    headings = re.findall(r"<h4[^>]*>(.*?)</h4>", panel)
+    assert headings == [
+        f"{block.name}: {c} &times; {h} &times; {w}"
+        for block, (c, h, w) in ((block, block.shape) for block in blocks)
+    ]
+    assert headings[0] == "conv2d + re_lu: 32 &times; 28 &times; 28"
+    assert "all 32 channels" in panel and "the 16 of 64 channels most active here" in panel
+    pictures = html_pictures(panel)
+    assert len(pictures) == 4
+    for picture, view in zip(pictures, reading.inside.blocks, strict=True):
+        np.testing.assert_array_equal(picture, map_grid(view.maps))
+    # Every map of the first block, 8 to a row: 4 rows of 28 x 28 with 1-pixel lines.
+    assert pictures[0].shape == (4 * 29 - 1, 8 * 29 - 1)
+    assert pictures[2].shape == (2 * 15 - 1, 8 * 15 - 1)  # 16 maps of 14 x 14
+
+
+def test_the_saliency_panel_explains_the_predicted_class(cnn_reader):
+    reading = cnn_reader.read(a_stroke())
+    panel = looked_html(reading.seen, reading.inside)
+    assert reading.inside.target == int(np.argmax(list(reading.label.values())))
+    assert f"the score of {top_label(reading.label)} changes" in panel
+    pixelwise, smooth = html_pictures(panel)
+    assert pixelwise.shape == smooth.shape == (28, 28, 3)
+    assert "pixel by pixel" in panel and "smoothed" in panel
+    # A reading without a digit shows the sentence that says what to do.
+    empty = Reading(EMPTY_MESSAGE, None, "")
+    assert looked_html(None, None) == blocks_html(None) == f"<p>{NOTHING_YET}</p>"
+    assert empty.outputs()[1] == ""
 
 
 def test_the_handler_reads_canvas_drawings_of_real_digits(real_reader, train_digits):
@@ -260,17 +364,23 @@ def test_the_api_answers_an_empty_canvas_and_a_bad_file_with_messages(tiny_app, 
     blank = save_canvas(Image.new("RGBA", (CANVAS, CANVAS), (0, 0, 0, 0)), tmp_path / "blank.png")
     for composite in (None, handle_file(str(blank))):
         value = {"background": None, "layers": [], "composite": composite}
-        label, seen, status = client.predict(value, api_name="/predict")
-        assert label["label"] == EMPTY_MESSAGE and seen is None
+        label, seen, status, looked, blocks = client.predict(value, api_name="/predict")
+        assert label["label"] == EMPTY_MESSAGE and seen == ""
+        assert NOTHING_YET in looked and NOTHING_YET in blocks
 
     bad = tmp_path / "notes.png"
     bad.write_text("not a picture")
-    label, seen, status = client.predict(handle_file(str(bad)), api_name="/predict_upload")
+    label, _, status, _, _ = client.predict(handle_file(str(bad)), api_name="/predict_upload")
     assert label["label"] == "Unreadable image"
     assert "'notes.png': not an image file" in status
+    # The canvas endpoint answers a file that is no picture in the same way.
+    value = {"background": None, "layers": [], "composite": handle_file(str(bad))}
+    label, _, status, _, _ = client.predict(value, api_name="/predict")
+    assert label["label"] == "Unreadable image"
+    assert "the drawing: not an image file" in status
 
 
-def test_the_api_reads_a_drawn_digit(real_app, train_digits, tmp_path):
+def test_the_api_reads_a_drawn_digit_and_shows_the_inside(real_app, train_digits, tmp_path):
     from gradio_client import Client, handle_file
 
     client = Client(real_app.local_url, verbose=False)
@@ -279,11 +389,15 @@ def test_the_api_reads_a_drawn_digit(real_app, train_digits, tmp_path):
     for k in range(3):
         path = save_canvas(canvas_like(images[k], rng, "rgba", "same"), tmp_path / f"{k}.png")
         value = {"background": None, "layers": [], "composite": handle_file(str(path))}
-        label, seen, status = client.predict(value, api_name="/predict")
+        label, seen, status, looked, blocks = client.predict(value, api_name="/predict")
         assert label["label"] == class_name(labels[k])
         assert {entry["label"] for entry in label["confidences"]} >= {class_name(labels[k])}
-        assert Path(seen).is_file() and status.startswith("Read in")
-        label, _, _ = client.predict(handle_file(str(path)), api_name="/predict_upload")
+        [picture] = html_pictures(seen)
+        assert picture.shape == (28, 28) and status.startswith("Read in")
+        assert f"the score of {class_name(labels[k])} changes" in looked
+        assert len(html_pictures(looked)) == 2 and len(html_pictures(blocks)) == 4
+        assert "conv2d + re_lu: 32 &times; 28 &times; 28" in blocks
+        label, *_ = client.predict(handle_file(str(path)), api_name="/predict_upload")
         assert label["label"] == class_name(labels[k])
 
 
@@ -304,7 +418,7 @@ def oval_strokes(box: dict) -> list[list[tuple[float, float]]]:
     ]
 
 
-def test_a_browser_draws_a_zero_and_reads_the_prediction(real_app):
+def test_a_browser_draws_a_zero_and_sees_the_prediction_and_the_inside(real_app):
     sync_api = pytest.importorskip(
         "playwright.sync_api",
         reason="Playwright for Python is not installed (pip install playwright)",
@@ -332,6 +446,7 @@ def test_a_browser_draws_a_zero_and_reads_the_prediction(real_app):
             canvas.wait_for(timeout=30_000)
             # The page chooses the brush by itself; wait for that before the first stroke.
             page.locator("#canvas button[aria-label='Brush'].highlight").wait_for(timeout=30_000)
+            strip = page.locator("#numerals").inner_text()
             for stroke in oval_strokes(canvas.bounding_box()):
                 page.mouse.move(*stroke[0])
                 page.mouse.down()
@@ -341,10 +456,20 @@ def test_a_browser_draws_a_zero_and_reads_the_prediction(real_app):
             # Live predictions of the first stroke may still arrive; the button reads it all.
             page.get_by_role("button", name="Predict", exact=True).click()
             label = read_settled_label(page)
+            seen = page.locator("#seen img").count()
+            page.get_by_text("Inside the network", exact=True).click()
+            page.locator("#blocks img").nth(3).wait_for(timeout=30_000)
+            looked = page.locator("#looked").inner_text()
+            looked_pictures = page.locator("#looked img").count()
+            headings = page.locator("#blocks h4").all_inner_texts()
             page.screenshot(path=str(ARTIFACTS / "demo-browser.png"), full_page=True)
         finally:
             browser.close()
     assert label == class_name(0), f"the page shows {label!r}"
+    assert all(numeral in strip for numeral in KANNADA_NUMERALS) and "9" in strip
+    assert seen == 1 and looked_pictures == 2
+    assert f"the score of {class_name(0)} changes" in looked
+    assert headings[0] == "conv2d + re_lu: 32 × 28 × 28" and len(headings) == 4
 
 
 def read_settled_label(page, timeout: float = 40.0) -> str:
