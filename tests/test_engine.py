@@ -203,10 +203,11 @@ def test_unknown_layers_run_as_they_are(engine_for):
     np.testing.assert_allclose(losses(engine_for(2)), losses(None), rtol=1e-5)
 
 
-def test_choosing_the_engine_is_visible_and_undone(engine_for):
-    def blas_threads():
-        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+def blas_threads():
+    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
 
+
+def test_choosing_the_engine_is_visible_and_undone(engine_for):
     before = blas_threads()
     engine = mc.CPUEngine(threads=2)  # keep_freed_memory on: applied when chosen
     model = small_model()
@@ -222,6 +223,20 @@ def test_choosing_the_engine_is_visible_and_undone(engine_for):
         model.use_engine(None)
     assert blas_threads() == before and model.engine is None
     assert "runs on: plain layers" in model.summary(None)
+
+
+def test_engines_left_in_any_order_give_blas_its_threads_back(engine_for):
+    """BLAS's thread count is the process's: it stays at 1 while any model uses an engine, and
+    comes back when the last one leaves, whichever model leaves first."""
+    before = blas_threads()
+    first, second = small_model(), small_model()
+    first.use_engine(engine_for(1))
+    second.use_engine(engine_for(1))
+    first.use_engine(None)
+    assert all(n == 1 for n in blas_threads())  # the second model still uses its engine
+    assert "BLAS on 1 thread" in second.engine.describe()
+    second.use_engine(None)
+    assert blas_threads() == before
 
 
 def test_the_engine_refuses_what_is_not_numpy(engine_for):

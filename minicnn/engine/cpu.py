@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from minicnn.engine.kernels import (
     DropoutKernel,
@@ -15,7 +14,13 @@ from minicnn.engine.kernels import (
     whole_batch_kernel,
 )
 from minicnn.engine.memory import keep_freed_memory
-from minicnn.engine.threads import ChunkPool, available_cores, batch_chunks, sum_in_chunk_order
+from minicnn.engine.threads import (
+    ONE_BLAS_THREAD,
+    ChunkPool,
+    available_cores,
+    batch_chunks,
+    sum_in_chunk_order,
+)
 from minicnn.layers import Dropout
 
 
@@ -46,7 +51,7 @@ class CPUEngine:
     runs on one thread (threadpoolctl; the engine's threads already share the cores, and an
     idle BLAS thread spinning between steps takes a core from them), and, unless
     keep_freed_memory=False, freed memory stays in the process (minicnn.engine.memory). BLAS
-    gets its previous thread count back when no model uses the engine any more.
+    gets its previous thread count back when no model uses a CPUEngine any more.
 
     Randomness is the plain layers': a Dropout layer's generator gives the same numbers for a
     batch whatever its split (kernels.batch_uniforms), so the masks do not depend on the engine
@@ -70,7 +75,6 @@ class CPUEngine:
         self.pool = ChunkPool(threads)
         self.memory_kept = False
         self._users = 0
-        self._blas_limit = None
         self._pending: _Step | None = None
 
     # -- being chosen ---------------------------------------------------------------------
@@ -79,17 +83,17 @@ class CPUEngine:
         """Apply the process-wide settings (Sequential.use_engine calls this)."""
         self._users += 1
         if self._users == 1:
-            self._blas_limit = threadpool_limits(limits=1, user_api="blas")
+            ONE_BLAS_THREAD.hold()  # counted over every engine: see OneBlasThread
             if self.keep_freed_memory:
                 self.memory_kept = keep_freed_memory()
 
     def stop(self) -> None:
         """Undo what start() did, once no model uses the engine (freed memory stays kept)."""
-        self._users = max(0, self._users - 1)
         if self._users == 0:
-            if self._blas_limit is not None:
-                self._blas_limit.restore_original_limits()
-                self._blas_limit = None
+            return
+        self._users -= 1
+        if self._users == 0:
+            ONE_BLAS_THREAD.release()
             self.pool.close()
             self._pending = None
 
@@ -102,7 +106,7 @@ class CPUEngine:
             if self.memory_kept
             else "memory allocator left alone"
         )
-        blas = "BLAS on 1 thread (threadpoolctl)" if self._blas_limit else "BLAS left alone"
+        blas = "BLAS on 1 thread (threadpoolctl)" if self._users else "BLAS left alone"
         return (
             f"CPUEngine: batches split over {self.threads} thread(s), channels-last "
             f"convolutions; {blas}; {memory}"

@@ -7,12 +7,17 @@ not scale over BLAS's own threads, but independent products on one BLAS thread e
 Results are repeatable for a given thread count: the chunks depend only on the batch size and
 the thread count, and partial sums (weight gradients) are added in chunk order. A different
 thread count adds in a different order, so float32 results differ in the last bits.
+
+While an engine is in use, BLAS runs on one thread (OneBlasThread): the chunks' threads already
+share out the cores.
 """
 
 from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+
+from threadpoolctl import threadpool_limits
 
 MIN_CHUNK = 16  # below this many samples per thread, splitting costs more than it gains
 
@@ -65,3 +70,30 @@ def sum_in_chunk_order(parts):
         for running, value in zip(total, part, strict=True):
             running += value
     return total
+
+
+class OneBlasThread:
+    """BLAS on one thread while at least one engine is in use.
+
+    The thread count is a setting of the whole process, so it is counted for the whole
+    process: engines may start and stop in any order, and the last one to stop gives BLAS
+    back the thread count it had before the first one started.
+    """
+
+    def __init__(self) -> None:
+        self.holders = 0
+        self._limit = None
+
+    def hold(self) -> None:
+        self.holders += 1
+        if self.holders == 1:
+            self._limit = threadpool_limits(limits=1, user_api="blas")
+
+    def release(self) -> None:
+        self.holders -= 1
+        if self.holders == 0:
+            self._limit.restore_original_limits()
+            self._limit = None
+
+
+ONE_BLAS_THREAD = OneBlasThread()  # shared by every CPUEngine of the process
