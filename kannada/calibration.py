@@ -13,15 +13,14 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize_scalar
 
+from minicnn import losses
+
 ECE_BINS = 15  # equal-width confidence bins, as in Guo et al.
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """Class probabilities of logits / temperature, computed in float64."""
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    return losses.softmax(np.asarray(logits, dtype=np.float64) / temperature)
 
 
 def negative_log_likelihood(probabilities: np.ndarray, labels: np.ndarray) -> float:
