@@ -1,9 +1,10 @@
 """Callbacks: code that runs at the end of each epoch with that epoch's logs (Keras semantics).
 
-`logs` is a dict such as {"loss": .., "accuracy": .., "val_loss": .., "val_accuracy": .., "lr": ..}.
-A callback may set `model.stop_training = True` or change `model.optimizer.learning_rate`. Callbacks keep
-their counters from one fit() to the next (a resumed run continues where it stopped): use a new
-callback object for a new, independent training run.
+`logs` is a dict such as {"loss": .., "accuracy": .., "val_loss": .., "val_accuracy": ..,
+"learning_rate": ..}. A callback may set `model.stop_training = True` or change
+`model.optimizer.learning_rate`. Callbacks keep their counters from one fit() to the next (a
+resumed run continues where it stopped): use a new callback object for a new, independent
+training run.
 """
 
 from __future__ import annotations
