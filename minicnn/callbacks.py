@@ -206,11 +206,13 @@ class ModelCheckpoint(Callback):
 
 
 class History(Callback):
-    """Records the logs of every epoch: `history.history["val_accuracy"][i]` is epoch i+1's."""
+    """Records the logs of every epoch: `history.history["val_accuracy"][i]` is epoch i+1's;
+    `seconds[i]` is its time (fit records it, validation included)."""
 
     def __init__(self) -> None:
         self.history: dict[str, list[float]] = {}
         self.epoch: list[int] = []
+        self.seconds: list[float] = []
 
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
         self.epoch.append(epoch)

@@ -253,7 +253,6 @@ class Sequential:
         told about the model and the start."""
         self.stop_training = False
         self.history = History()
-        self.history.seconds = []
         callbacks = [*callbacks, self.history]
         for callback in callbacks:
             callback.set_model(self)
