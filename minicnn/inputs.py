@@ -72,7 +72,7 @@ def as_labels(y, name: str, classes: int):
     if bad.any():
         i = int(np.argmax(bad))
         raise ValueError(
-            f"{name}[{i}] is {values[i]!r}: labels must be whole numbers from 0 to "
+            f"{name}[{i}] is {values[i].item()!r}: labels must be whole numbers from 0 to "
             f"{classes - 1} (the model has {classes} outputs)"
         )
     return y.astype(np.int64, copy=False) if np.dtype(y.dtype).kind == "f" else y

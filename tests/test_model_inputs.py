@@ -37,6 +37,15 @@ def test_bad_labels_are_refused_naming_index_and_value(bad, shown):
         model.fit(x, data()[1], validation_data=(x, y), epochs=1, verbose=0)
 
 
+def test_a_bad_label_is_shown_as_the_number_it_is():
+    x, y = data()
+    y = y.astype(np.float64)
+    y[3] = 2.5
+    with pytest.raises(ValueError) as error:
+        tiny_model().fit(x, y, epochs=1, verbose=0)
+    assert str(error.value).startswith("y[3] is 2.5: labels must be whole numbers")
+
+
 def test_whole_float_labels_and_one_hot_rows_are_fine():
     x, y = data()
     model = tiny_model()
