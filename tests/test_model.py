@@ -174,6 +174,30 @@ def test_save_load_identical_predictions_and_state(saved):
         np.testing.assert_array_equal(value, loaded.optimizer.state_dict()[key])
 
 
+def test_files_from_before_the_keras_names_still_load(saved, tmp_path):
+    """Model files written before minicnn took Keras' names (kannada/pretrained/model.npz,
+    old checkpoints) call the learning rate "lr", in the optimiser's config and its state."""
+    from minicnn.serialization import read_archive, write_archive
+
+    model, path, x = saved
+    manifest, arrays = read_archive(path)
+    config = manifest["optimizer"]["config"]
+    for key in ("use_ema", "ema_momentum"):  # options added since
+        del config[key]
+    config["lr"] = config.pop("learning_rate")
+    arrays["optimizer/lr"] = arrays.pop("optimizer/learning_rate")
+    old = write_archive(tmp_path / "old.npz", manifest, arrays)
+
+    loaded = mc.load(old)
+    assert isinstance(loaded.optimizer, mc.Adam) and loaded.optimizer.learning_rate == 2e-3
+    assert loaded.optimizer.iterations == model.optimizer.iterations
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    model.fit(x, toy_data(32)[1], batch_size=16, epochs=2, initial_epoch=1, seed=0, verbose=0)
+    loaded.fit(x, toy_data(32)[1], batch_size=16, epochs=2, initial_epoch=1, seed=0, verbose=0)
+    for key, value in model.get_weights().items():
+        np.testing.assert_array_equal(loaded.get_weights()[key], value, err_msg=key)
+
+
 def test_save_is_atomic_and_leaves_no_temp_files(saved, tmp_path):
     model, path, _ = saved
     before = path.read_bytes()
