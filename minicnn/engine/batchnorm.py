@@ -61,16 +61,3 @@ class BatchNormKernel:
         dx -= x_hat * (d_gamma / count)  # - x_hat * mean(dy * x_hat)
         dx *= self.layer.params["gamma"] * inv_std
         return back(dx)
-
-
-class LayerAsKernel:
-    """Any other layer that needs the whole batch: its own forward and backward."""
-
-    def __init__(self, layer) -> None:
-        self.layer = layer
-
-    def forward(self, x, training: bool):
-        return self.layer.forward(x, training=training)
-
-    def backward(self, dy, input_gradient: bool = True):
-        return self.layer.backward(dy)

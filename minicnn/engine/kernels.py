@@ -12,7 +12,7 @@ import copy
 
 import numpy as np
 
-from minicnn.engine.batchnorm import BatchNormKernel, LayerAsKernel
+from minicnn.engine.batchnorm import BatchNormKernel
 from minicnn.engine.conv import ConvKernel
 from minicnn.engine.pool import MaxPoolKernel
 from minicnn.layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
@@ -114,6 +114,20 @@ class PlainKernel:
 
     def backward(self, dy, input_gradient: bool = True):
         return self.copy.backward(dy)
+
+
+class LayerAsKernel:
+    """A layer that needs the whole batch, run as it is: its own forward and backward, its
+    own cache and grads."""
+
+    def __init__(self, layer) -> None:
+        self.layer = layer
+
+    def forward(self, x, training: bool):
+        return self.layer.forward(x, training=training)
+
+    def backward(self, dy, input_gradient: bool = True):
+        return self.layer.backward(dy)
 
 
 KERNELS = {
