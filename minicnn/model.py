@@ -506,11 +506,17 @@ def load(path) -> Sequential:
         cls = OPTIMIZER_TYPES.get(spec.get("type"))
         if cls is None:
             raise ModelFileError(f"{path}: unknown optimizer type {spec.get('type')!r}")
-        optimizer = cls(**spec["config"])
-        if entries("optimizer/"):
-            optimizer.load_state_dict(entries("optimizer/"), xp=get_backend())
-    loss_config = manifest.get("loss")
-    model.compile(optimizer or "adam", SoftmaxCrossEntropy(**(loss_config or {})))
+        try:
+            optimizer = cls(**spec["config"])
+            if entries("optimizer/"):
+                optimizer.load_state_dict(entries("optimizer/"), xp=get_backend())
+        except (KeyError, TypeError, ValueError) as error:
+            raise ModelFileError(f"{path}: invalid optimizer in manifest ({error})") from error
+    try:
+        loss = SoftmaxCrossEntropy(**(manifest.get("loss") or {}))
+    except (TypeError, ValueError) as error:
+        raise ModelFileError(f"{path}: invalid loss in manifest ({error})") from error
+    model.compile(optimizer or "adam", loss)
     model.metadata = {**manifest.get("metadata", {}), **entries("metadata/")}
     return model
 

@@ -260,6 +260,23 @@ def test_mismatched_architecture_is_refused(saved, tmp_path):
         mc.load(bad)
 
 
+def test_an_optimizer_or_loss_this_minicnn_cannot_build_is_a_model_file_error(saved, tmp_path):
+    _, path, _ = saved
+
+    def clipnorm(manifest):  # an option of a later minicnn, say
+        manifest["optimizer"]["config"]["clipnorm"] = 1.0
+
+    def from_logits(manifest):
+        manifest["loss"] = {"from_logits": True}
+
+    _edit_manifest(path, tmp_path / "clip.npz", clipnorm)
+    with pytest.raises(mc.ModelFileError, match=r"clip.npz: invalid optimizer .*clipnorm"):
+        mc.load(tmp_path / "clip.npz")
+    _edit_manifest(path, tmp_path / "logits.npz", from_logits)
+    with pytest.raises(mc.ModelFileError, match=r"logits.npz: invalid loss .*from_logits"):
+        mc.load(tmp_path / "logits.npz")
+
+
 def test_unknown_version_and_non_model_files_are_refused(saved, tmp_path):
     _, path, _ = saved
     _edit_manifest(path, tmp_path / "future.npz", lambda manifest: manifest.update(version=99))
