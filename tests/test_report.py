@@ -1,4 +1,4 @@
-"""Tests for kannada.report, kannada.plots and kannada.fileio: metrics against scikit-learn,
+"""Tests for kannada.report, kannada.plots and minicnn.files: metrics against scikit-learn,
 the files a run writes, and atomic writes."""
 
 from __future__ import annotations
