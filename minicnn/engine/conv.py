@@ -50,8 +50,9 @@ class ConvKernel:
             per_image = block.reshape(-1, rows, layer.filters)  # a view
             per_image += bias_image  # while the block is in the cache
         if training:
-            # Backward rebuilds the im2col rows block by block rather than keeping them: reading
-            # them back from memory would cost as much, and they are KH*KW times the input.
+            # Backward builds the rows it needs block by block (of x, or of dy for stride 1:
+            # grads_by_convolution) rather than keeping these: reading them back from memory
+            # would cost as much, and they are KH*KW times the input.
             self.cache = (x_nhwc, pad_h, pad_w, out_hw)
         return out.reshape(n, out_hw[0], out_hw[1], layer.filters).transpose(0, 3, 1, 2)
 
