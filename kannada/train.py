@@ -39,7 +39,7 @@ from kannada.cli import (
 )
 from kannada.data import Dataset, Split
 from kannada.digits import IMAGE_SIDE
-from kannada.evaluate import VALIDATION, write_evaluation
+from kannada.evaluate import SPLIT_LABELS, VALIDATION, write_evaluation
 from kannada.model import ARCHITECTURES, build_model
 from kannada.plots import plot_history
 from kannada.predict import predict_logits
@@ -575,12 +575,12 @@ def _report(run: Run, data: TrainingData, checkpoint: EpochCheckpoint, argv, sta
     }
     written.append(write_metrics_json(summary, folder / "metrics.json"))
 
-    for name, label in ((VALIDATION, "validation"), ("dig", "Dig-MNIST"), ("test", "test")):
+    for name, label in SPLIT_LABELS.items():
         if name in metrics:
             print(f"{label} accuracy: {metrics[name]['accuracy']:.4f}")
     calibrated = [
-        f"{label} {100 * c['ece_before']:.2f}% -> {100 * c['ece_after']:.2f}%"
-        for name, label in ((VALIDATION, "validation"), ("dig", "Dig-MNIST"))
+        f"{SPLIT_LABELS[name]} {100 * c['ece_before']:.2f}% -> {100 * c['ece_after']:.2f}%"
+        for name in (VALIDATION, "dig")
         if name in metrics
         for c in [metrics[name]["calibration"]]
     ]
