@@ -148,7 +148,7 @@ class Sequential:
         Returns d(loss)/d(input) (None when input_gradient=False, which lets an engine skip
         the first layer's input gradient)."""
         if self.engine is not None:
-            return self.engine.backward(dlogits, input_gradient=input_gradient)
+            return self.engine.backward(self.layers, dlogits, input_gradient=input_gradient)
         grad = dlogits
         for layer in reversed(self.layers):
             grad = layer.backward(grad)
@@ -175,7 +175,7 @@ class Sequential:
         """(name, param, grad) for every trainable array; names like "3.W" are stable keys."""
         for i, layer in enumerate(self.layers):
             for key, param in layer.params.items():
-                yield f"{i}.{key}", param, layer.grads.get(key)
+                yield f"{i}.{key}", param, layer.grads[key]
 
     # --8<-- [start:train_step]
     def train_step(self, x, labels) -> tuple[float, int]:

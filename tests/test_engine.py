@@ -48,8 +48,9 @@ def run_plain(layer, x, dy, training, seed=5):
 def run_engine(engine, layer, x, dy, training, seed=5):
     if isinstance(layer, mc.Dropout):
         layer.reseed(np.random.default_rng(seed))
-    y = engine.forward([layer], x, training=training)
-    dx = engine.backward(dy) if dy is not None else None
+    layers = [layer]
+    y = engine.forward(layers, x, training=training)
+    dx = engine.backward(layers, dy) if dy is not None else None
     return y, dx, {k: v.copy() for k, v in layer.grads.items()}
 
 
@@ -111,8 +112,9 @@ def test_the_first_layer_can_skip_its_input_gradient(engine_for):
     layer = mc.Conv2D(3, 3, padding="same").build((1, 6, 6), rng=np.random.default_rng(0))
     x = np.random.default_rng(1).random((20, 1, 6, 6), dtype=np.float32)
     engine = engine_for(2)
-    y = engine.forward([layer], x, training=True)
-    assert engine.backward(np.ones_like(y), input_gradient=False) is None
+    layers = [layer]
+    y = engine.forward(layers, x, training=True)
+    assert engine.backward(layers, np.ones_like(y), input_gradient=False) is None
     expected = run_plain(layer, x, np.ones_like(y), True)[2]
     np.testing.assert_allclose(layer.grads["W"], expected["W"], rtol=1e-5)
 
@@ -242,8 +244,8 @@ def test_engines_left_in_any_order_give_blas_its_threads_back(engine_for):
 def test_the_engine_refuses_what_is_not_numpy(engine_for):
     with pytest.raises(TypeError, match="CPUEngine runs NumPy arrays"):
         engine_for(1).forward([mc.ReLU()], [[1.0, 2.0]])
-    with pytest.raises(RuntimeError, match="forward\\(training=True\\)"):
-        engine_for(1).backward(np.zeros((1, 3)))
+    with pytest.raises(RuntimeError, match="forward\\(training=True\\) of the same layers"):
+        engine_for(1).backward([mc.ReLU()], np.zeros((1, 3)))
     with pytest.raises(ValueError, match="threads must be"):
         mc.CPUEngine(threads=0)
 
@@ -277,3 +279,34 @@ print(json.dumps({"changed": [k for k in before if before[k] != after[k]], "libc
     )
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report == {"changed": [], "libc": [], "backend": "numpy"}
+
+
+def test_two_models_can_share_one_engine(engine_for):
+    """The engine keeps each model's pending step apart: forward A, forward B, backward A."""
+    engine = engine_for(2)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((40, 2, 10, 10), dtype=np.float32), np.arange(40) % 10
+    a = small_model(seed=1).compile("sgd").use_engine(engine)
+    b = small_model(seed=2).compile("sgd").use_engine(engine)
+    reference = small_model(seed=1).compile("sgd")  # the plain layers
+    for model in (a, b, reference):
+        for layer in model.layers:
+            if isinstance(layer, mc.Dropout):
+                layer.reseed(np.random.default_rng(0))
+    reference.loss.forward(reference.forward(x, training=True), y)
+    reference.backward(reference.loss.backward())
+    logits_a = a.forward(x, training=True)
+    b.forward(x, training=True)  # b's step waits while a goes back
+    a.loss.forward(logits_a, y)
+    a.backward(a.loss.backward())
+    for (name, _, grad), (_, _, expected) in zip(
+        a.named_params(), reference.named_params(), strict=True
+    ):
+        np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-6, err_msg=name)
+    a.use_engine(None)
+    b.use_engine(None)
+
+
+def test_the_engine_runs_built_layers_only(engine_for):
+    with pytest.raises(ValueError, match=r"CPUEngine runs built layers; \['dense'\] are not"):
+        engine_for(1).forward([mc.Dense(3)], np.zeros((2, 4), np.float32))

@@ -75,7 +75,7 @@ class CPUEngine:
         self.pool = ChunkPool(threads)
         self.memory_kept = False
         self._users = 0
-        self._pending: _Step | None = None
+        self._pending: dict[int, _Step] = {}  # by id() of the layer list: one per model
 
     # -- being chosen ---------------------------------------------------------------------
     # --8<-- [start:start_stop]
@@ -95,7 +95,7 @@ class CPUEngine:
         if self._users == 0:
             ONE_BLAS_THREAD.release()
             self.pool.close()
-            self._pending = None
+            self._pending = {}
 
     # --8<-- [end:start_stop]
 
@@ -117,11 +117,18 @@ class CPUEngine:
 
     # -- running --------------------------------------------------------------------------
     def forward(self, layers, x, training: bool = False):
-        """x (N, ...) through `layers`; with training=True, keeps what backward needs."""
+        """x (N, ...) through `layers` (built, as a Sequential builds them); with
+        training=True, keeps what backward(layers, ...) needs."""
         if not isinstance(x, np.ndarray):
             raise TypeError(
                 f"CPUEngine runs NumPy arrays, got {type(x).__module__}.{type(x).__name__}: "
                 "on a GPU the plain layers are the fast path (model.use_engine(None))"
+            )
+        unbuilt = [layer.name for layer in layers if not layer.built]
+        if unbuilt:
+            raise ValueError(
+                f"CPUEngine runs built layers; {unbuilt} are not: put them in a Sequential, "
+                "or call layer.build(input_shape)"
             )
         chunks = batch_chunks(len(x), self.threads)
         step = _Step(list(layers), chunks, [])
@@ -135,17 +142,18 @@ class CPUEngine:
             kernels = self._kernels(layers, indices, chunks, h, training)
             h = self._forward_chunks(kernels, h, chunks, training)
             step.groups.append((indices, kernels))
-        self._pending = step if training else None
+        if training:
+            self._pending[id(layers)] = step
         return h
 
-    def backward(self, dy, input_gradient: bool = True):
-        """Back through the layers of the last training forward; fills each layer's grads.
+    def backward(self, layers, dy, input_gradient: bool = True):
+        """Back through `layers` from their last training forward; fills each layer's grads.
         Returns the input gradient, or None when input_gradient is False (training needs no
         gradient with respect to the images, and the first layer then skips computing it)."""
-        step, self._pending = self._pending, None
+        step = self._pending.pop(id(layers), None)
         if step is None:
             raise RuntimeError(
-                "CPUEngine.backward() needs a forward(training=True) through the engine first"
+                "CPUEngine.backward() needs a forward(training=True) of the same layers first"
             )
         for indices, kernels in reversed(step.groups):
             wanted = input_gradient or indices[0] > 0
@@ -174,8 +182,6 @@ class CPUEngine:
         uniforms = {}
         for i in indices:
             layer = layers[i]
-            if not layer.built:
-                layer.build(shape, dtype=x.dtype)
             if isinstance(layer, Dropout) and training and layer.rate > 0:
                 uniforms[i] = batch_uniforms(layer.rng, len(x), shape, chunks)
             shape = layer.output_shape
