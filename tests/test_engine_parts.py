@@ -169,3 +169,34 @@ def test_chunks_draw_the_numbers_one_call_would_draw(sample_shape):
     np.testing.assert_array_equal(np.concatenate(parts), expected)
     # and the generator goes on as if it had made the one call
     assert rng.random() == one_call.random()
+
+
+def test_a_failing_chunk_releases_the_others_and_its_error_is_raised(monkeypatch):
+    """A BatchNorm's chunks meet to add their sums; when one chunk fails first, the others
+    must not wait for it forever, and the error raised is the failure, not the release."""
+    from minicnn.engine.batchnorm import BatchSums
+
+    real_total = BatchSums.total
+
+    def failing_total(self, name, chunk, part):
+        if chunk == 1:
+            raise ValueError("chunk 1 failed")
+        return real_total(self, name, chunk, part)
+
+    monkeypatch.setattr(BatchSums, "total", failing_total)
+    model = mc.Sequential(
+        [mc.Conv2D(3, 3), mc.BatchNorm(), mc.ReLU(), mc.Flatten(), mc.Dense(4)],
+        input_shape=(1, 6, 6),
+        seed=0,
+    ).compile()
+    engine = mc.CPUEngine(threads=2, keep_freed_memory=False)
+    model.use_engine(engine)
+    try:
+        x = np.random.default_rng(0).random((40, 1, 6, 6), dtype=np.float32)
+        with pytest.raises(ValueError, match="chunk 1 failed"):
+            model.train_step(x, np.arange(40) % 4)
+        monkeypatch.undo()
+        loss, _ = model.train_step(x, np.arange(40) % 4)  # the pool still works afterwards
+        assert np.isfinite(loss)
+    finally:
+        model.use_engine(None)

@@ -1,13 +1,17 @@
-"""The engine's BatchNorm in training: the whole batch at once (its statistics need every
-sample), on rows of channels. Computes what minicnn.layers.BatchNorm computes.
+"""The engine's BatchNorm in training, chunk by chunk: the chunks meet to add up the batch's
+statistics, so every chunk normalises with the whole batch's mean and variance, as the plain
+layer (minicnn.layers.BatchNorm) does.
 
-A (N, C, H, W) activation in channels-last memory is a (N*H*W, C) matrix of rows without any
-copy, and a per-channel sum over the batch is then one matrix-vector product with a vector of
-ones, which BLAS does at memory speed; the plain layer's mean over axes (0, 2, 3) walks the
-array in an order that vectorises poorly. Every other step is one elementwise pass.
+Each chunk works on rows of channels: a (n, C, H, W) activation in channels-last memory is a
+(n*H*W, C) matrix without any copy, and a per-channel sum is one matrix-vector product with a
+vector of ones. The four sums a training step needs (of x and of (x - mean)^2 forward, of dy
+and of dy * x_hat backward) are the only points where the chunks wait for each other; every
+other step is elementwise, on the chunk's own thread.
 """
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 
@@ -22,26 +26,60 @@ def as_rows(x):
     return rows, lambda out: out.reshape(n, h, w, c).transpose(0, 3, 1, 2)
 
 
-class BatchNormKernel:
-    """BatchNorm in training on the whole batch; writes the layer's grads and running
-    statistics as the plain layer does."""
+class BatchSums:
+    """Where the chunks of one batch meet to add up per-channel sums.
 
-    def __init__(self, layer) -> None:
+    total(name, chunk, part) waits until every chunk has given its part of the sum `name`,
+    then returns the sum, added in chunk order: the same array on every thread, and the same
+    at every run. If a chunk fails, abort() releases the others (they raise BrokenBarrierError).
+    """
+
+    def __init__(self, chunks: int) -> None:
+        self.chunks = chunks
+        self.barrier = threading.Barrier(chunks)
+        self.parts: dict[str, list] = {}
+        self.lock = threading.Lock()
+
+    def total(self, name: str, chunk: int, part):
+        with self.lock:
+            parts = self.parts.setdefault(name, [None] * self.chunks)
+        parts[chunk] = part
+        self.barrier.wait()
+        total = parts[0].copy()
+        for other in parts[1:]:
+            total += other
+        return total
+
+    def abort(self) -> None:
+        self.barrier.abort()
+
+
+class BatchNormKernel:
+    """BatchNorm in training on chunk number `chunk` of a batch of `count` rows per channel
+    (samples, times pixels for images). grads holds this chunk's share of the gradients (the
+    engine adds the chunks' shares); chunk 0 updates the running statistics."""
+
+    def __init__(self, layer, sums: BatchSums, chunk: int, count: int) -> None:
         self.layer = layer
+        self.sums = sums
+        self.chunk = chunk
+        self.count = count
         self.cache = None
+        self.grads: dict = {}
 
     def forward(self, x, training: bool = True):
         layer = self.layer
         rows, back = as_rows(x)
-        count, dtype = rows.shape[0], x.dtype.type
-        ones = np.ones(count, dtype=x.dtype)
-        mean = (ones @ rows) / dtype(count)
+        count = x.dtype.type(self.count)
+        ones = np.ones(rows.shape[0], dtype=x.dtype)
+        mean = self.sums.total("x", self.chunk, ones @ rows) / count
         centred = rows - mean
-        var = (ones @ (centred * centred)) / dtype(count)
+        var = self.sums.total("x2", self.chunk, ones @ (centred * centred)) / count
         inv_std = (1.0 / np.sqrt(var + layer.epsilon)).astype(x.dtype)
-        m = dtype(layer.momentum)
-        layer.state["running_mean"] = m * layer.state["running_mean"] + (1 - m) * mean
-        layer.state["running_var"] = m * layer.state["running_var"] + (1 - m) * var
+        if self.chunk == 0:  # the running averages, once per batch (the plain layer's formula)
+            m = x.dtype.type(layer.momentum)
+            layer.state["running_mean"] = m * layer.state["running_mean"] + (1 - m) * mean
+            layer.state["running_var"] = m * layer.state["running_var"] + (1 - m) * var
         x_hat = centred
         x_hat *= inv_std
         self.cache = (x_hat, inv_std, ones, back)
@@ -51,10 +89,10 @@ class BatchNormKernel:
         x_hat, inv_std, ones, back = self.cache
         self.cache = None
         dy_rows, _ = as_rows(dy)
-        count = x_hat.dtype.type(x_hat.shape[0])
-        d_gamma = ones @ (dy_rows * x_hat)
-        d_beta = ones @ dy_rows
-        self.layer.grads["gamma"], self.layer.grads["beta"] = d_gamma, d_beta
+        count = x_hat.dtype.type(self.count)
+        self.grads = {"gamma": ones @ (dy_rows * x_hat), "beta": ones @ dy_rows}
+        d_gamma = self.sums.total("dgamma", self.chunk, self.grads["gamma"])
+        d_beta = self.sums.total("dbeta", self.chunk, self.grads["beta"])
         if not input_gradient:
             return None
         dx = dy_rows - d_beta / count  # dy - mean(dy)

@@ -6,12 +6,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from minicnn.engine.batchnorm import BatchNormKernel, BatchSums
 from minicnn.engine.kernels import (
     DropoutKernel,
+    LayerAsKernel,
     batch_uniforms,
     make_kernel,
     splits,
-    whole_batch_kernel,
 )
 from minicnn.engine.memory import keep_freed_memory
 from minicnn.engine.threads import (
@@ -21,7 +22,16 @@ from minicnn.engine.threads import (
     batch_chunks,
     sum_in_chunk_order,
 )
-from minicnn.layers import Dropout
+from minicnn.layers import BatchNorm, Dropout
+
+
+@dataclass
+class _Chunked:
+    """A run of layers split into chunks: each chunk's kernels by chunk start, and the meeting
+    points where the chunks add up the batch's sums (BatchNorm in training)."""
+
+    kernels: dict[int, list]
+    meetings: list
 
 
 @dataclass
@@ -32,7 +42,7 @@ class _Step:
 
     layers: list
     chunks: list[tuple[int, int]]
-    groups: list[tuple[list[int], dict | object]]
+    groups: list[tuple[list[int], _Chunked | object]]
 
 
 class CPUEngine:
@@ -133,15 +143,15 @@ class CPUEngine:
         chunks = batch_chunks(len(x), self.threads)
         step = _Step(list(layers), chunks, [])
         h = x
-        for indices in self._groups(layers, training):
-            if not splits(layers[indices[0]], training):
-                whole = whole_batch_kernel(layers[indices[0]])
+        for indices in self._groups(layers):
+            if not splits(layers[indices[0]]):
+                whole = LayerAsKernel(layers[indices[0]])
                 h = whole.forward(h, training)
                 step.groups.append((indices, whole))
                 continue
-            kernels = self._kernels(layers, indices, chunks, h, training)
-            h = self._forward_chunks(kernels, h, chunks, training)
-            step.groups.append((indices, kernels))
+            group = self._chunked(layers, indices, chunks, h, training)
+            h = self._forward_chunks(group, h, chunks, training)
+            step.groups.append((indices, group))
         if training:
             self._pending[id(layers)] = step
         return h
@@ -155,69 +165,92 @@ class CPUEngine:
             raise RuntimeError(
                 "CPUEngine.backward() needs a forward(training=True) of the same layers first"
             )
-        for indices, kernels in reversed(step.groups):
+        for indices, group in reversed(step.groups):
             wanted = input_gradient or indices[0] > 0
-            if isinstance(kernels, dict):
-                dy = self._backward_chunks(step.layers, indices, kernels, dy, step.chunks, wanted)
-            else:  # one kernel for the whole batch
-                dy = kernels.backward(dy, input_gradient=wanted)
+            if isinstance(group, _Chunked):
+                dy = self._backward_chunks(step.layers, indices, group, dy, step.chunks, wanted)
+            else:  # a layer run whole
+                dy = group.backward(dy, input_gradient=wanted)
         return dy if input_gradient else None
 
     # -- the steps ------------------------------------------------------------------------
     @staticmethod
-    def _groups(layers, training: bool) -> list[list[int]]:
+    def _groups(layers) -> list[list[int]]:
         """Layer indices in runs that split into chunks, and single layers that do not."""
         groups: list[list[int]] = []
         for i, layer in enumerate(layers):
-            if splits(layer, training) and groups and splits(layers[groups[-1][0]], training):
+            if splits(layer) and groups and splits(layers[groups[-1][0]]):
                 groups[-1].append(i)
             else:
                 groups.append([i])
         return groups
 
-    def _kernels(self, layers, indices, chunks, x, training: bool) -> dict:
-        """Each chunk's kernels (by chunk start) for the layers `indices`. A Dropout layer's
-        generator hands each chunk its share of the batch's random numbers (batch_uniforms)."""
+    def _chunked(self, layers, indices, chunks, x, training: bool) -> _Chunked:
+        """Each chunk's kernels for the layers `indices`. A Dropout layer's generator hands
+        each chunk its share of the batch's random numbers (batch_uniforms); a BatchNorm in
+        training gets a meeting point for the batch's sums (BatchSums)."""
         shape = x.shape[1:]
-        uniforms = {}
+        uniforms, meetings = {}, {}
         for i in indices:
             layer = layers[i]
             if isinstance(layer, Dropout) and training and layer.rate > 0:
                 uniforms[i] = batch_uniforms(layer.rng, len(x), shape, chunks)
+            if isinstance(layer, BatchNorm) and training:
+                rows_per_sample = int(np.prod(shape[1:]))  # pixels of an image, 1 for features
+                meetings[i] = (BatchSums(len(chunks)), len(x) * rows_per_sample)
             shape = layer.output_shape
-        kernels = {}
-        for start, _ in chunks:
-            kernels[start] = [
-                DropoutKernel(layers[i], uniforms[i][start])
-                if i in uniforms
-                else make_kernel(layers[i])
-                for i in indices
-            ]
-        return kernels
 
-    def _forward_chunks(self, kernels: dict, x, chunks, training: bool):
+        def kernel(i: int, chunk: int, start: int):
+            if i in uniforms:
+                return DropoutKernel(layers[i], uniforms[i][start])
+            if i in meetings:
+                sums, count = meetings[i]
+                return BatchNormKernel(layers[i], sums, chunk, count)
+            return make_kernel(layers[i])
+
+        kernels = {
+            start: [kernel(i, chunk, start) for i in indices]
+            for chunk, (start, _) in enumerate(chunks)
+        }
+        return _Chunked(kernels, [sums for sums, _ in meetings.values()])
+
+    def _run(self, group: _Chunked, work, chunks) -> list:
+        """pool.run, but a chunk that fails releases the others from their meetings."""
+
+        def guarded(start: int, stop: int):
+            try:
+                return work(start, stop)
+            except BaseException:
+                for meeting in group.meetings:
+                    meeting.abort()
+                raise
+
+        return self.pool.run(guarded, chunks)
+
+    def _forward_chunks(self, group: _Chunked, x, chunks, training: bool):
         def work(start: int, stop: int):
             h = x[start:stop]
-            for kernel in kernels[start]:
+            for kernel in group.kernels[start]:
                 h = kernel.forward(h, training)
             return h
 
-        parts = self.pool.run(work, chunks)
-        return join_chunks(parts)
+        return join_chunks(self._run(group, work, chunks))
 
-    def _backward_chunks(self, layers, indices, kernels: dict, dy, chunks, input_gradient: bool):
+    def _backward_chunks(self, layers, indices, group: _Chunked, dy, chunks, input_gradient: bool):
         def work(start: int, stop: int):
             g = dy[start:stop]
-            chunk_kernels = kernels[start]
+            chunk_kernels = group.kernels[start]
             for j in reversed(range(len(chunk_kernels))):
                 g = chunk_kernels[j].backward(g, input_gradient=j > 0 or input_gradient)
             return g
 
-        parts = self.pool.run(work, chunks)
+        parts = self._run(group, work, chunks)
         for j, i in enumerate(indices):
             keys = list(layers[i].params)
             if keys:
-                shares = [[kernels[start][j].grads[key] for key in keys] for start, _ in chunks]
+                shares = [
+                    [group.kernels[start][j].grads[key] for key in keys] for start, _ in chunks
+                ]
                 layers[i].grads.update(zip(keys, sum_in_chunk_order(shares), strict=True))
         if not input_gradient:
             return None

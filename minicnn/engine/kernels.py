@@ -2,8 +2,8 @@
 
 A kernel computes one layer's forward and backward for one chunk, reading the layer's params
 and keeping its own cache and grads, so that several chunks can run at once. BatchNorm in
-training needs the whole batch for its statistics (batchnorm.py); any layer type the engine
-does not know runs its own forward and backward on the whole batch.
+training needs the whole batch's statistics: its chunks meet to add them up (batchnorm.py).
+Any layer type the engine does not know runs its own forward and backward on the whole batch.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import copy
 
 import numpy as np
 
-from minicnn.engine.batchnorm import BatchNormKernel
 from minicnn.engine.conv import ConvKernel
 from minicnn.engine.pool import MaxPoolKernel
 from minicnn.layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
@@ -141,21 +140,12 @@ KERNELS = {
 }
 
 
-def splits(layer, training: bool) -> bool:
-    """Whether the layer can run chunk by chunk: each sample's output depends on that sample
-    alone. Subclasses are not assumed to behave like their base class."""
-    if type(layer) is BatchNorm:
-        return not training  # batch statistics in training, fixed averages in inference
+def splits(layer) -> bool:
+    """Whether the engine runs the layer chunk by chunk (a layer type it knows: subclasses are
+    not assumed to behave like their base class). Any other layer runs whole (LayerAsKernel)."""
     return type(layer) in KERNELS
 
 
 def make_kernel(layer):
     """The kernel that runs `layer` on a chunk (only for layers where splits() is True)."""
     return KERNELS[type(layer)](layer)
-
-
-def whole_batch_kernel(layer):
-    """The kernel that runs a layer that needs the whole batch (where splits() is False)."""
-    if type(layer) is BatchNorm:
-        return BatchNormKernel(layer)
-    return LayerAsKernel(layer)

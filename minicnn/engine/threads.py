@@ -15,6 +15,7 @@ share out the cores.
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from threadpoolctl import threadpool_limits
@@ -47,14 +48,26 @@ class ChunkPool:
         self._executor: ThreadPoolExecutor | None = None  # started at the first split batch
 
     def run(self, work, chunks: list[tuple[int, int]]) -> list:
-        """The results of work(start, stop) for each chunk, in chunk order."""
+        """The results of work(start, stop) for each chunk, in chunk order. Every chunk has
+        finished when it returns or raises; of several errors it raises the one that is not
+        merely a chunk let go from a meeting (threading.BrokenBarrierError) because another
+        failed."""
         if len(chunks) == 1:
             return [work(*chunks[0])]
         if self._executor is None:
             self._executor = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="minicnn")
         futures = [self._executor.submit(work, *chunk) for chunk in chunks[1:]]
-        first = work(*chunks[0])
-        return [first, *(future.result() for future in futures)]
+        results, errors = [], []
+        for task in [lambda: work(*chunks[0]), *(future.result for future in futures)]:
+            try:
+                results.append(task())
+            except BaseException as error:  # noqa: BLE001 - re-raised below, after the others
+                errors.append(error)
+        if errors:
+            raise next(
+                (e for e in errors if not isinstance(e, threading.BrokenBarrierError)), errors[0]
+            )
+        return results
 
     def close(self) -> None:
         if self._executor is not None:
