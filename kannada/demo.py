@@ -23,8 +23,8 @@ from PIL import Image
 
 from kannada.cli import RunError, run_command
 from kannada.drawing import DrawingError, EmptyDrawing, prepare_digit
-from kannada.inside import Inside, look_inside, map_grid, saliency_pictures
-from kannada.predict import load_model, predict_images
+from kannada.inside import Inside, look_inside_all, map_grid, saliency_pictures
+from kannada.predict import load_model, probabilities
 
 PROG = "python -m kannada.demo"
 KANNADA_NUMERALS = "೦೧೨೩೪೫೬೭೮೯"  # U+0CE6 .. U+0CEF, the digits 0 to 9
@@ -157,8 +157,9 @@ class DigitReader:
 
     def read_all(self, pictures: Sequence[tuple[object, str | None]]) -> list[Reading]:
         """Several (picture, name) pairs at once, as Gradio batches them: each picture is
-        prepared, the network reads all the digits in one call, then each one's inside view
-        is computed. Returns one Reading per picture, in order."""
+        prepared, then one pass of the network over all the digits gives their answers and
+        inside views (kannada.inside.look_inside_all). Returns one Reading per picture, in
+        order."""
         start = time.perf_counter()
         prepared = [prepare_picture(picture, name) for picture, name in pictures]
         digits = [digit for digit in prepared if not isinstance(digit, Reading)]
@@ -166,18 +167,13 @@ class DigitReader:
             return prepared  # only messages: nothing drawn, or nothing readable
         prepared_at = time.perf_counter()
         with self._lock:
-            _, probs = predict_images(self.model, self.preprocessing, np.stack(digits))
-            read_at = time.perf_counter()
-            insides = [
-                look_inside(self.model, self.preprocessing, digit, int(p.argmax()))
-                for digit, p in zip(digits, probs, strict=True)
-            ]
+            logits, insides = look_inside_all(self.model, self.preprocessing, np.stack(digits))
+        probs = probabilities(self.model, logits)
         done = time.perf_counter()
         together = f"; {len(digits)} drawings read together" if len(digits) > 1 else ""
         status = (
             f"Read in {1000 * (done - start):.1f} ms (picture {1000 * (prepared_at - start):.1f} "
-            f"ms, network {1000 * (read_at - prepared_at):.1f} ms, inside "
-            f"{1000 * (done - read_at):.1f} ms{together})"
+            f"ms, network and inside {1000 * (done - prepared_at):.1f} ms{together})"
         )
         found = iter(zip(digits, probs, insides, strict=True))
         readings = []
