@@ -10,6 +10,7 @@ import base64
 import errno
 import html
 import io
+import os
 import socket
 import sys
 import threading
@@ -36,6 +37,10 @@ SEEN_SCALE = 10  # the 28x28 model input is shown at 280x280
 LOOKED_SCALE = 7  # the two saliency pictures side by side, 196 px each
 MAP_TILE = 56  # pixels: each activation map is shown this tall (28 x 28 maps twice as large)
 MAX_BATCH = 8  # requests read together at most (a class's drawings arriving at once)
+# Gradio's queue recomputes the latency figures of the "View API" page (a pandas table of up to
+# 10,000 past events) after every event unless this environment variable says otherwise; the
+# table grows with every request and the work takes the cores the requests need.
+GRADIO_FIGURES_EVERY = ("GRADIO_ANALYTICS_CACHE_FREQUENCY", "100")  # events
 NOTHING_YET = "Draw a digit to see this."
 # Gradio 6 opens a Sketchpad with no tool chosen ("select the draw tool to start"), and its
 # Clear drops the tool again: choose the brush, once the canvas has settled, so that a person
@@ -488,6 +493,7 @@ def _serve(args: argparse.Namespace) -> int:
     model_path = choose_model(args.model)
     reader = DigitReader.from_file(model_path)
     check_port(args.host, args.port)
+    os.environ.setdefault(*GRADIO_FIGURES_EVERY)  # read when build_app makes the queue
     app = build_app(reader)
     print(f"model: {model_path}")
     try:
