@@ -15,6 +15,7 @@ import socket
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -260,9 +261,16 @@ def payload_path(payload):
 
 def png_data_url(image: np.ndarray) -> str:
     """A uint8 (H, W) grey or (H, W, 3) RGB image as a data:image/png;base64 URL."""
+    picture = Image.fromarray(image)
+    if picture.mode == "L":
+        # The same pixels as indices into a palette of the 256 greys: Pillow filters no
+        # palette image before compressing it (as the PNG specification advises), the slow
+        # part of writing a grey one.
+        picture = picture.convert("P")
     buffer = io.BytesIO()
-    # The least compression: the pictures are small, and the answer should leave at once.
-    Image.fromarray(image).save(buffer, format="PNG", compress_level=1)
+    # The least compression, runs of equal bytes only: the pictures are small (runs of black
+    # between the strokes), and the answer should leave at once.
+    picture.save(buffer, format="PNG", compress_level=1, compress_type=zlib.Z_RLE)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
