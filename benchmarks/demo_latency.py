@@ -8,6 +8,9 @@ its interpreter lock), or measures the demo already running at --url. One reques
 page or script sends for a new drawing through Gradio's HTTP API: upload the canvas PNG, call
 /predict, read the result stream (three HTTP round trips, with httpx); the answer holds the
 label and every panel (the pictures are inside the HTML, so there is nothing more to fetch).
+Each HTTP client sends its own session hash with its calls, as a page (one per visit) and
+gradio_client (one per Client) do; --no-session leaves it out, as a bare curl call would, and
+Gradio then builds a new session state (a copy of every component's settings) for each call.
 The gradio_client rows are 8 clients x --client-calls calls with one drawing for all: Gradio
 once served identical output pictures from one file rewritten while it was read, and a few
 requests failed. The clients run on the same machine as the demo. Targets on 2 cores: one
@@ -27,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -66,18 +70,20 @@ def percentiles(seconds: list[float]) -> tuple[float, float, float]:
     return float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), float(ms.mean())
 
 
-def http_predict(http: httpx.Client, url: str, png: bytes) -> list:
+def http_predict(http: httpx.Client, url: str, png: bytes, session: str | None) -> list:
     """One prediction through Gradio's HTTP API; returns the outputs (label, seen, status,
     looked, blocks).
 
-    Upload the canvas PNG, start /predict with it as the Sketchpad's composite, then read the
-    server-sent events until "complete" (an "error" event raises).
+    Upload the canvas PNG, start /predict with it as the Sketchpad's composite (in the
+    client's session, unless session is None), then read the server-sent events until
+    "complete" (an "error" event raises).
     """
     uploaded = http.post(f"{url}gradio_api/upload", files={"files": ("canvas.png", png)})
     uploaded.raise_for_status()
     composite = {"path": uploaded.json()[0], "meta": {"_type": "gradio.FileData"}}
     value = {"background": None, "layers": [], "composite": composite, "id": None}
-    call = http.post(f"{url}gradio_api/call/predict", json={"data": [value]})
+    body = {"data": [value]} if session is None else {"data": [value], "session_hash": session}
+    call = http.post(f"{url}gradio_api/call/predict", json=body)
     call.raise_for_status()
     stream = http.get(f"{url}gradio_api/call/predict/{call.json()['event_id']}").text
     event = None
@@ -152,26 +158,37 @@ def check_panels(outputs: list) -> str:
     return label["label"]
 
 
+def session_hashes(count: int, args) -> list[str | None]:
+    """One session hash per client (None for each with --no-session)."""
+    return [None if args.no_session else uuid.uuid4().hex for _ in range(count)]
+
+
 def measure_http(url: str, png: bytes, args, rows: list, failures: dict) -> None:
     """The HTTP API rows: one client, then --clients clients with a connection pool each."""
+    [session] = session_hashes(1, args)
     with httpx.Client(timeout=60) as http:
-        answer = check_panels(http_predict(http, url, png))  # also the warm-up
+        answer = check_panels(http_predict(http, url, png, session))  # also the warm-up
         print(f"the demo reads the drawn zero as {answer!r}, with the inside panels")
         one: list[float] = []
         name = "HTTP API, 1 client"
         failures[name] = []
         start = time.perf_counter()
-        timed_requests(lambda: http_predict(http, url, png), args.requests, one, failures[name])
+        timed_requests(
+            lambda: http_predict(http, url, png, session), args.requests, one, failures[name]
+        )
         rows.append((name, one, time.perf_counter() - start))
 
-    sessions = [httpx.Client(timeout=60) for _ in range(args.clients)]
-    sends = [lambda session=session: http_predict(session, url, png) for session in sessions]
+    clients = [httpx.Client(timeout=60) for _ in range(args.clients)]
+    sends = [
+        lambda http=http, session=session: http_predict(http, url, png, session)
+        for http, session in zip(clients, session_hashes(args.clients, args), strict=True)
+    ]
     name = f"HTTP API, {args.clients} clients"
     failures[name] = []
     many, wall = concurrently(sends, args.requests, failures[name])
     rows.append((name, many, wall))
-    for session in sessions:
-        session.close()
+    for http in clients:
+        http.close()
 
 
 def measure_gradio_client(url: str, picture: Path, args, rows: list, failures: dict) -> None:
@@ -225,6 +242,11 @@ def main() -> None:
         "--client-calls", type=int, default=25, help="calls per gradio_client client"
     )
     parser.add_argument("--url", help="measure the demo running at this address instead")
+    parser.add_argument(
+        "--no-session",
+        action="store_true",
+        help="HTTP calls without a session hash (each call then gets a new session)",
+    )
     args = parser.parse_args()
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     load_start = os.getloadavg()[0]
