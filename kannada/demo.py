@@ -138,8 +138,9 @@ class Reading:
 class DigitReader:
     """The handler behind the page: pictures -> Readings, with the model loaded once.
 
-    One batch at a time (a lock): the plain layers keep per-call caches, and two cores gain
-    nothing from running two forward passes side by side.
+    The network reads one batch at a time (a lock): the plain layers keep per-call caches,
+    and two cores gain nothing from running two forward passes side by side. Preparing the
+    pictures and drawing the panels need no lock.
     """
 
     def __init__(self, model, preprocessing, about: str = "") -> None:
@@ -422,12 +423,14 @@ def build_app(reader: DigitReader):
         outputs = [label, seen, status, looked, blocks]
         clear.add([sketch, upload, label, seen, status])
         clear.click(None, None, None, js=CHOOSE_BRUSH_JS)
-        # The three events share one queue that runs one batch at a time; a batch holds the
-        # requests waiting when it starts (up to MAX_BATCH), so that the network reads them
-        # in one call. preprocess=False: our reader, not Gradio's, opens the files.
+        # The three events share one queue; a batch holds the requests waiting when it starts
+        # (up to MAX_BATCH), so that the network reads them in one call. Two batches at a
+        # time: while one is in the network (the reader's lock), the other prepares its
+        # pictures or draws its panels. preprocess=False: our reader, not Gradio's, opens the
+        # files.
         network = {
             "concurrency_id": "network",
-            "concurrency_limit": 1,
+            "concurrency_limit": 2,
             "batch": True,
             "max_batch_size": MAX_BATCH,
             "preprocess": False,
