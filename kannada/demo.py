@@ -140,7 +140,9 @@ class DigitReader:
 
     The network reads one batch at a time (a lock): the plain layers keep per-call caches,
     and two cores gain nothing from running two forward passes side by side. Preparing the
-    pictures and drawing the panels need no lock.
+    pictures and drawing the panels need no lock. A model from load_model brings minicnn's
+    engine and its process-wide setting, BLAS on one thread: the plain layers keep to one core
+    and leave the other to Gradio, instead of two BLAS threads spinning on both.
     """
 
     def __init__(self, model, preprocessing, about: str = "") -> None:
