@@ -8,11 +8,15 @@ its interpreter lock), or measures the demo already running at --url. One reques
 page or script sends for a new drawing through Gradio's HTTP API: upload the canvas PNG, call
 /predict, read the result stream (three HTTP round trips, with httpx); the answer holds the
 label and every panel (the pictures are inside the HTML, so there is nothing more to fetch).
+Each HTTP client sends its own session hash with its calls, as a page (one per visit) and
+gradio_client (one per Client) do; --no-session leaves it out, as a bare curl call would, and
+Gradio then builds a new session state (a copy of every component's settings) for each call.
 The gradio_client rows are 8 clients x --client-calls calls with one drawing for all: Gradio
 once served identical output pictures from one file rewritten while it was read, and a few
 requests failed. The clients run on the same machine as the demo. Targets on 2 cores: one
 client p50 <= 40 ms, 8 clients p50 <= 100 ms, no errors. Not a test: it prints a table with
-the CPU and the machine's load.
+the CPU and the machine's load, and for each row how many cores other processes kept busy
+meanwhile (its "others" column: a figure measured beside other work is no quiet machine's).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -58,6 +63,42 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_snapshot() -> tuple[float, float, float] | None:
+    """(now, CPU seconds the cores have been busy, CPU seconds of this process and its
+    descendants: the demo and its network process), from Linux's /proc; None elsewhere."""
+    try:
+        ticks = [int(value) for value in Path("/proc/stat").read_text().split()[1:9]]
+        parents, used = {}, {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:  # the process has ended
+                continue
+            pid = int(stat.parent.name)
+            parents[pid], used[pid] = int(fields[1]), int(fields[11]) + int(fields[12])
+    except (OSError, ValueError, IndexError):
+        return None
+    ours = {os.getpid()}
+    while True:
+        children = {pid for pid, parent in parents.items() if parent in ours} - ours
+        if not children:
+            break
+        ours |= children
+    busy = sum(ticks) - ticks[3] - ticks[4]  # all but idle and waiting for the disk
+    tick = os.sysconf("SC_CLK_TCK")
+    return time.perf_counter(), busy / tick, sum(used.get(pid, 0) for pid in ours) / tick
+
+
+def others_since(start: tuple[float, float, float] | None) -> float | None:
+    """How many cores other processes (and the hypervisor, as steal time) kept busy since the
+    cpu_snapshot `start`, on average; None when unknown."""
+    end = cpu_snapshot()
+    if start is None or end is None:
+        return None
+    seconds = end[0] - start[0]
+    return max(0.0, (end[1] - start[1]) - (end[2] - start[2])) / seconds
+
+
 def percentiles(seconds: list[float]) -> tuple[float, float, float]:
     """(p50, p99, mean) in milliseconds (NaN when there are none)."""
     if not seconds:
@@ -66,18 +107,20 @@ def percentiles(seconds: list[float]) -> tuple[float, float, float]:
     return float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), float(ms.mean())
 
 
-def http_predict(http: httpx.Client, url: str, png: bytes) -> list:
+def http_predict(http: httpx.Client, url: str, png: bytes, session: str | None) -> list:
     """One prediction through Gradio's HTTP API; returns the outputs (label, seen, status,
     looked, blocks).
 
-    Upload the canvas PNG, start /predict with it as the Sketchpad's composite, then read the
-    server-sent events until "complete" (an "error" event raises).
+    Upload the canvas PNG, start /predict with it as the Sketchpad's composite (in the
+    client's session, unless session is None), then read the server-sent events until
+    "complete" (an "error" event raises).
     """
     uploaded = http.post(f"{url}gradio_api/upload", files={"files": ("canvas.png", png)})
     uploaded.raise_for_status()
     composite = {"path": uploaded.json()[0], "meta": {"_type": "gradio.FileData"}}
     value = {"background": None, "layers": [], "composite": composite, "id": None}
-    call = http.post(f"{url}gradio_api/call/predict", json={"data": [value]})
+    body = {"data": [value]} if session is None else {"data": [value], "session_hash": session}
+    call = http.post(f"{url}gradio_api/call/predict", json=body)
     call.raise_for_status()
     stream = http.get(f"{url}gradio_api/call/predict/{call.json()['event_id']}").text
     event = None
@@ -152,26 +195,38 @@ def check_panels(outputs: list) -> str:
     return label["label"]
 
 
+def session_hashes(count: int, args) -> list[str | None]:
+    """One session hash per client (None for each with --no-session)."""
+    return [None if args.no_session else uuid.uuid4().hex for _ in range(count)]
+
+
 def measure_http(url: str, png: bytes, args, rows: list, failures: dict) -> None:
     """The HTTP API rows: one client, then --clients clients with a connection pool each."""
+    [session] = session_hashes(1, args)
     with httpx.Client(timeout=60) as http:
-        answer = check_panels(http_predict(http, url, png))  # also the warm-up
+        answer = check_panels(http_predict(http, url, png, session))  # also the warm-up
         print(f"the demo reads the drawn zero as {answer!r}, with the inside panels")
         one: list[float] = []
         name = "HTTP API, 1 client"
         failures[name] = []
-        start = time.perf_counter()
-        timed_requests(lambda: http_predict(http, url, png), args.requests, one, failures[name])
-        rows.append((name, one, time.perf_counter() - start))
+        start, cpu = time.perf_counter(), cpu_snapshot()
+        timed_requests(
+            lambda: http_predict(http, url, png, session), args.requests, one, failures[name]
+        )
+        rows.append((name, one, time.perf_counter() - start, others_since(cpu)))
 
-    sessions = [httpx.Client(timeout=60) for _ in range(args.clients)]
-    sends = [lambda session=session: http_predict(session, url, png) for session in sessions]
+    clients = [httpx.Client(timeout=60) for _ in range(args.clients)]
+    sends = [
+        lambda http=http, session=session: http_predict(http, url, png, session)
+        for http, session in zip(clients, session_hashes(args.clients, args), strict=True)
+    ]
     name = f"HTTP API, {args.clients} clients"
     failures[name] = []
+    cpu = cpu_snapshot()
     many, wall = concurrently(sends, args.requests, failures[name])
-    rows.append((name, many, wall))
-    for session in sessions:
-        session.close()
+    rows.append((name, many, wall, others_since(cpu)))
+    for http in clients:
+        http.close()
 
 
 def measure_gradio_client(url: str, picture: Path, args, rows: list, failures: dict) -> None:
@@ -184,30 +239,36 @@ def measure_gradio_client(url: str, picture: Path, args, rows: list, failures: d
     sends = [lambda client=client: client.predict(value, api_name="/predict") for client in clients]
     name = f"gradio_client, {args.clients} x {args.client_calls}"
     failures[name] = []
+    cpu = cpu_snapshot()
     latencies, wall = concurrently(sends, args.clients * args.client_calls, failures[name])
-    rows.append((name, latencies, wall))
+    rows.append((name, latencies, wall, others_since(cpu)))
 
 
 def print_table(rows: list, failures: dict, load_start: float) -> None:
     print(f"{'scenario':<26} {'requests':>8} {'errors':>6} {'p50 ms':>8} {'p99 ms':>8} ", end="")
-    print(f"{'mean ms':>8} {'req/s':>7}")
-    for name, seconds, wall in rows:
+    print(f"{'mean ms':>8} {'req/s':>7} {'others':>6}")
+    for name, seconds, wall, others in rows:
         p50, p99, mean = percentiles(seconds)
         rate = f"{len(seconds) / wall:7.1f}" if wall else f"{'-':>7}"
         errors = len(failures.get(name, []))
+        busy = f"{others:6.2f}" if others is not None else f"{'-':>6}"
         print(
             f"{name:<26} {len(seconds) + errors:>8} {errors:>6} {p50:8.1f} {p99:8.1f} "
-            f"{mean:8.1f} {rate}"
+            f"{mean:8.1f} {rate} {busy}"
         )
     for name, problems in failures.items():
         if problems:
             print(f"{name}: {len(problems)} failed, e.g. {problems[0]}")
     print(
+        "others: the cores that other processes (and the hypervisor) kept busy during the row, "
+        "on average; the figures are those of a quiet machine only when it is near 0"
+    )
+    print(
         f"load average (1 min): {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the "
         f"end, on {os.cpu_count()} cores ({cpu_model()})"
     )
     for name, target in TARGETS.items():
-        seconds = next((s for row, s, _ in rows if row == name), None)
+        seconds = next((s for row, s, _, _ in rows if row == name), None)
         if seconds:
             p50 = percentiles(seconds)[0]
             verdict = "met" if p50 <= target else "NOT met"
@@ -225,6 +286,11 @@ def main() -> None:
         "--client-calls", type=int, default=25, help="calls per gradio_client client"
     )
     parser.add_argument("--url", help="measure the demo running at this address instead")
+    parser.add_argument(
+        "--no-session",
+        action="store_true",
+        help="HTTP calls without a session hash (each call then gets a new session)",
+    )
     args = parser.parse_args()
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     load_start = os.getloadavg()[0]
@@ -236,13 +302,14 @@ def main() -> None:
 
         # The handler alone, no HTTP: what preparing, the network and the panels cost.
         direct: list[float] = []
+        cpu = cpu_snapshot()
         timed_requests(
             lambda: reader.read(picture).outputs(),
             args.requests,
             direct,
             failures["handler only (no HTTP)"],
         )
-        rows.append(("handler only (no HTTP)", direct, None))
+        rows.append(("handler only (no HTTP)", direct, None, others_since(cpu)))
 
         server = None
         if args.url:

@@ -10,10 +10,12 @@ import base64
 import errno
 import html
 import io
+import os
 import socket
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +25,8 @@ from PIL import Image
 
 from kannada.cli import RunError, run_command
 from kannada.drawing import DrawingError, EmptyDrawing, prepare_digit
-from kannada.inside import Inside, look_inside, map_grid, saliency_pictures
-from kannada.predict import load_model, predict_images
+from kannada.inside import Inside, look_inside_all, map_grid, saliency_pictures
+from kannada.predict import load_model, probabilities
 
 PROG = "python -m kannada.demo"
 KANNADA_NUMERALS = "೦೧೨೩೪೫೬೭೮೯"  # U+0CE6 .. U+0CEF, the digits 0 to 9
@@ -36,6 +38,10 @@ SEEN_SCALE = 10  # the 28x28 model input is shown at 280x280
 LOOKED_SCALE = 7  # the two saliency pictures side by side, 196 px each
 MAP_TILE = 56  # pixels: each activation map is shown this tall (28 x 28 maps twice as large)
 MAX_BATCH = 8  # requests read together at most (a class's drawings arriving at once)
+# Gradio's queue recomputes the latency figures of the "View API" page (a pandas table of up to
+# 10,000 past events) after every event unless this environment variable says otherwise; the
+# table grows with every request and the work takes the cores the requests need.
+GRADIO_FIGURES_EVERY = ("GRADIO_ANALYTICS_CACHE_FREQUENCY", "100")  # events
 NOTHING_YET = "Draw a digit to see this."
 # Gradio 6 opens a Sketchpad with no tool chosen ("select the draw tool to start"), and its
 # Clear drops the tool again: choose the brush, once the canvas has settled, so that a person
@@ -132,8 +138,11 @@ class Reading:
 class DigitReader:
     """The handler behind the page: pictures -> Readings, with the model loaded once.
 
-    One batch at a time (a lock): the plain layers keep per-call caches, and two cores gain
-    nothing from running two forward passes side by side.
+    The network reads one batch at a time (a lock): the plain layers keep per-call caches,
+    and two cores gain nothing from running two forward passes side by side. Preparing the
+    pictures and drawing the panels need no lock. A model from load_model brings minicnn's
+    engine and its process-wide setting, BLAS on one thread: the plain layers keep to one core
+    and leave the other to Gradio, instead of two BLAS threads spinning on both.
     """
 
     def __init__(self, model, preprocessing, about: str = "") -> None:
@@ -157,8 +166,9 @@ class DigitReader:
 
     def read_all(self, pictures: Sequence[tuple[object, str | None]]) -> list[Reading]:
         """Several (picture, name) pairs at once, as Gradio batches them: each picture is
-        prepared, the network reads all the digits in one call, then each one's inside view
-        is computed. Returns one Reading per picture, in order."""
+        prepared, then one pass of the network over all the digits gives their answers and
+        inside views (kannada.inside.look_inside_all). Returns one Reading per picture, in
+        order."""
         start = time.perf_counter()
         prepared = [prepare_picture(picture, name) for picture, name in pictures]
         digits = [digit for digit in prepared if not isinstance(digit, Reading)]
@@ -166,18 +176,13 @@ class DigitReader:
             return prepared  # only messages: nothing drawn, or nothing readable
         prepared_at = time.perf_counter()
         with self._lock:
-            _, probs = predict_images(self.model, self.preprocessing, np.stack(digits))
-            read_at = time.perf_counter()
-            insides = [
-                look_inside(self.model, self.preprocessing, digit, int(p.argmax()))
-                for digit, p in zip(digits, probs, strict=True)
-            ]
+            logits, insides = look_inside_all(self.model, self.preprocessing, np.stack(digits))
+        probs = probabilities(self.model, logits)
         done = time.perf_counter()
         together = f"; {len(digits)} drawings read together" if len(digits) > 1 else ""
         status = (
             f"Read in {1000 * (done - start):.1f} ms (picture {1000 * (prepared_at - start):.1f} "
-            f"ms, network {1000 * (read_at - prepared_at):.1f} ms, inside "
-            f"{1000 * (done - read_at):.1f} ms{together})"
+            f"ms, network and inside {1000 * (done - prepared_at):.1f} ms{together})"
         )
         found = iter(zip(digits, probs, insides, strict=True))
         readings = []
@@ -259,9 +264,16 @@ def payload_path(payload):
 
 def png_data_url(image: np.ndarray) -> str:
     """A uint8 (H, W) grey or (H, W, 3) RGB image as a data:image/png;base64 URL."""
+    picture = Image.fromarray(image)
+    if picture.mode == "L":
+        # The same pixels as indices into a palette of the 256 greys: Pillow filters no
+        # palette image before compressing it (as the PNG specification advises), the slow
+        # part of writing a grey one.
+        picture = picture.convert("P")
     buffer = io.BytesIO()
-    # The least compression: the pictures are small, and the answer should leave at once.
-    Image.fromarray(image).save(buffer, format="PNG", compress_level=1)
+    # The least compression, runs of equal bytes only: the pictures are small (runs of black
+    # between the strokes), and the answer should leave at once.
+    picture.save(buffer, format="PNG", compress_level=1, compress_type=zlib.Z_RLE)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -413,12 +425,14 @@ def build_app(reader: DigitReader):
         outputs = [label, seen, status, looked, blocks]
         clear.add([sketch, upload, label, seen, status])
         clear.click(None, None, None, js=CHOOSE_BRUSH_JS)
-        # The three events share one queue that runs one batch at a time; a batch holds the
-        # requests waiting when it starts (up to MAX_BATCH), so that the network reads them
-        # in one call. preprocess=False: our reader, not Gradio's, opens the files.
+        # The three events share one queue; a batch holds the requests waiting when it starts
+        # (up to MAX_BATCH), so that the network reads them in one call. Two batches at a
+        # time: while one is in the network (the reader's lock), the other prepares its
+        # pictures or draws its panels. preprocess=False: our reader, not Gradio's, opens the
+        # files.
         network = {
             "concurrency_id": "network",
-            "concurrency_limit": 1,
+            "concurrency_limit": 2,
             "batch": True,
             "max_batch_size": MAX_BATCH,
             "preprocess": False,
@@ -492,6 +506,7 @@ def _serve(args: argparse.Namespace) -> int:
     model_path = choose_model(args.model)
     reader = DigitReader.from_file(model_path)
     check_port(args.host, args.port)
+    os.environ.setdefault(*GRADIO_FIGURES_EVERY)  # read when build_app makes the queue
     app = build_app(reader)
     print(f"model: {model_path}")
     try:

@@ -1,9 +1,11 @@
 """Inside the network: what the demo's "inside" panels show, computed by minicnn from the model.
 
-For one digit: the activations of each convolution block (the plain layers run one by one, as
+For each digit: the activations of each convolution block (the plain layers run one by one, as
 the course teaches them), where the network looked (the gradient of the predicted class's
-score with respect to the pixels, from `Sequential.input_gradient`), and the rendering of both
-as small images. The web page is in kannada/demo.py; nothing here knows about Gradio.
+score with respect to the pixels, by the same layers' backward, as `Sequential.input_gradient`
+computes it), and the rendering of both as small images. One forward pass serves the logits,
+the activations and the backward pass. The web page is in kannada/demo.py; nothing here knows
+about Gradio.
 """
 
 from __future__ import annotations
@@ -102,23 +104,46 @@ def one_hot(classes, count: int, dtype) -> np.ndarray:
     return rows
 
 
-def saliency(
-    model: minicnn.Sequential, preprocessing: Preprocessing, pixels: np.ndarray, classes
-) -> np.ndarray:
-    """d(score of each image's class) / d(pixel): the gradient through the whole network in
-    inference mode, by minicnn's own backward (Sequential.input_gradient).
+def backward_to_input(model: minicnn.Sequential, dlogits: np.ndarray) -> np.ndarray:
+    """d(sum(logits * dlogits)) / d(the network's input): the plain layers' backward in reverse
+    order, right after layer_outputs ran them forward on that input (each layer keeps in its
+    cache what its backward needs, in inference mode too). These are the steps of
+    Sequential.input_gradient, which first runs the layers forward once more.
 
-    pixels: float (N, 1, 28, 28) in [0, 1] (kannada.preprocess.scale_images); classes: (N,).
-    Returns an array of the pixels' shape. With ZCA the network's input is (x - mean) @ W, a
-    linear map, so the gradient with respect to the pixels is the input gradient times W^T.
+    dlogits: (N, classes), e.g. one_hot(classes). Returns an array of the input's shape.
     """
-    x = preprocessing.whiten(pixels)
-    dlogits = one_hot(classes, model.output_shape[-1], model.dtype)
-    grad = model.input_gradient(x, dlogits)  # with respect to the network's input
+    grad = dlogits
+    for layer in reversed(model.layers):
+        grad = layer.backward(grad)
+    return grad
+
+
+def pixel_gradient(model: minicnn.Sequential, preprocessing: Preprocessing, classes) -> np.ndarray:
+    """d(score of each image's class) / d(pixel), right after layer_outputs ran the network on
+    preprocessing.whiten(pixels): back through the layers (backward_to_input), then through
+    the preprocessing. With ZCA the network's input is (x - mean) @ W, a linear map, so the
+    gradient with respect to the pixels is the input gradient times W^T.
+
+    classes: (N,). Returns an array of the pixels' shape (N, 1, 28, 28).
+    """
+    grad = backward_to_input(model, one_hot(classes, model.output_shape[-1], model.dtype))
     if preprocessing.zca is None:
         return grad
     n = len(grad)
     return (grad.reshape(n, -1) @ preprocessing.zca.matrix.T).reshape(grad.shape)
+
+
+def saliency(
+    model: minicnn.Sequential, preprocessing: Preprocessing, pixels: np.ndarray, classes
+) -> np.ndarray:
+    """d(score of each image's class) / d(pixel): the gradient through the whole network in
+    inference mode, by minicnn's own backward (the plain layers forward, then back).
+
+    pixels: float (N, 1, 28, 28) in [0, 1] (kannada.preprocess.scale_images); classes: (N,).
+    Returns an array of the pixels' shape.
+    """
+    layer_outputs(model, preprocessing.whiten(pixels))
+    return pixel_gradient(model, preprocessing, classes)
 
 
 def strongest_channels(maps: np.ndarray, count: int) -> np.ndarray:
@@ -129,6 +154,34 @@ def strongest_channels(maps: np.ndarray, count: int) -> np.ndarray:
     return np.argsort(-maps.mean(axis=(1, 2)), kind="stable")[:count]
 
 
+def look_inside_all(
+    model: minicnn.Sequential, preprocessing: Preprocessing, digits: np.ndarray, targets=None
+) -> tuple[np.ndarray, list[Inside]]:
+    """The network's logits for several digits and what the inside panels show for each: one
+    forward pass of the plain layers gives the logits and every block's activations, one
+    backward pass from there the saliency of each digit's class.
+
+    digits: uint8 (N, 28, 28), 255 = ink (kannada.drawing.prepare_digit); targets: (N,) the
+    class each saliency explains (default: the predicted one, the largest logit).
+    Returns (logits (N, classes), one Inside per digit).
+    """
+    scaled = scale_images(digits)  # float32 (N, 1, 28, 28) in [0, 1]
+    outputs = layer_outputs(model, preprocessing.whiten(scaled))
+    logits = outputs[-1]
+    targets = logits.argmax(axis=1) if targets is None else np.asarray(targets).reshape(-1)
+    gradients = pixel_gradient(model, preprocessing, targets)[:, 0]  # (N, 28, 28)
+    blocks = conv_blocks(model)
+    insides = []
+    for n, target in enumerate(targets):
+        views = []
+        for k, block in enumerate(blocks):
+            maps = outputs[block.last][n]  # (C, H, W)
+            channels = strongest_channels(maps, len(maps) if k == 0 else MAPS_SHOWN)
+            views.append(BlockMaps(block, channels, maps[channels]))
+        insides.append(Inside(views, int(target), gradients[n]))
+    return logits, insides
+
+
 def look_inside(
     model: minicnn.Sequential, preprocessing: Preprocessing, digit: np.ndarray, target: int
 ) -> Inside:
@@ -136,15 +189,8 @@ def look_inside(
 
     digit: uint8 (28, 28), 255 = ink (kannada.drawing.prepare_digit).
     """
-    scaled = scale_images(digit[None])  # float32 (1, 1, 28, 28) in [0, 1]
-    outputs = layer_outputs(model, preprocessing.whiten(scaled))
-    blocks = []
-    for k, block in enumerate(conv_blocks(model)):
-        maps = outputs[block.last][0]  # (C, H, W)
-        channels = strongest_channels(maps, len(maps) if k == 0 else MAPS_SHOWN)
-        blocks.append(BlockMaps(block, channels, maps[channels]))
-    gradient = saliency(model, preprocessing, scaled, [target])[0, 0]
-    return Inside(blocks, target, gradient)
+    _, [inside] = look_inside_all(model, preprocessing, digit[None], [target])
+    return inside
 
 
 # -- rendering: small images the page enlarges ---------------------------------------------

@@ -69,8 +69,7 @@ def predict_images(
     images: uint8 (N, 28, 28) in 0..255 (as read from the data files), float (N, 1, 28, 28)
     in [0, 1], or one (28, 28) image. Returns (labels int64 (N,), probabilities float32 (N, 10)).
     """
-    logits = predict_logits(model, preprocessing, images, batch_size)
-    probs = softmax(logits, temperature(model)).astype(np.float32)
+    probs = probabilities(model, predict_logits(model, preprocessing, images, batch_size))
     return probs.argmax(axis=1).astype(np.int64), probs
 
 
@@ -82,6 +81,12 @@ def predict_logits(
     if images.ndim == 2:
         images = images[None]
     return model.predict_logits(preprocessing(images), batch_size=batch_size)
+
+
+def probabilities(model: minicnn.Sequential, logits: np.ndarray) -> np.ndarray:
+    """The calibrated confidence for the model's logits (N, 10): float32 (N, 10), the softmax
+    of the logits divided by the model's temperature."""
+    return softmax(logits, temperature(model)).astype(np.float32)
 
 
 def temperature(model: minicnn.Sequential) -> float:

@@ -262,7 +262,12 @@ def test_a_batch_is_read_in_order_as_each_picture_alone(cnn_reader):
         np.testing.assert_allclose(
             list(reading.label.values()), list(alone.label.values()), rtol=1e-5
         )
-        np.testing.assert_array_equal(reading.inside.saliency, alone.inside.saliency)
+        # One pass over the batch: its matrix products may round in another order than one
+        # digit's, so the last bits can differ.
+        scale = np.abs(alone.inside.saliency).max()
+        np.testing.assert_allclose(
+            reading.inside.saliency, alone.inside.saliency, rtol=1e-4, atol=1e-5 * scale
+        )
         assert "2 drawings read together" in reading.status
 
 

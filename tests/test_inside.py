@@ -15,6 +15,7 @@ from kannada.inside import (
     heat_overlay,
     layer_outputs,
     look_inside,
+    look_inside_all,
     map_grid,
     one_hot,
     saliency,
@@ -22,7 +23,7 @@ from kannada.inside import (
     strongest_channels,
 )
 from kannada.model import build_model
-from kannada.preprocess import Preprocessing
+from kannada.preprocess import Preprocessing, scale_images
 from kannada.zca import ZCA
 from minicnn.gradcheck import numerical_gradient, relative_error
 
@@ -114,6 +115,25 @@ def test_look_inside_shows_every_channel_of_the_first_block_and_the_strongest_of
         assert np.all(np.diff(means[view.channels]) <= 0)  # strongest first
         assert means[view.channels].min() >= np.delete(means, view.channels).max()
     assert inside.saliency.shape == (28, 28)
+
+
+def test_one_pass_gives_a_batchs_logits_activations_and_saliency(digit, small_zca):
+    """look_inside_all runs the plain layers forward once and back once: the same logits and
+    maps as layer_outputs, the same saliency as saliency() (which runs the layers again)."""
+    model, preprocessing = small_model("float64"), Preprocessing(small_zca)
+    digits = np.stack([digit, digit[::-1], digit.T])
+    logits, insides = look_inside_all(model, preprocessing, digits)
+    outputs = layer_outputs(model, preprocessing(digits))
+    np.testing.assert_array_equal(logits, outputs[-1])
+    targets = logits.argmax(axis=1)
+    assert [inside.target for inside in insides] == list(targets)
+    expected = saliency(model, preprocessing, scale_images(digits), targets)[:, 0]
+    for n, inside in enumerate(insides):
+        np.testing.assert_array_equal(inside.saliency, expected[n])
+        for view in inside.blocks:
+            np.testing.assert_array_equal(view.maps, outputs[view.block.last][n][view.channels])
+    _, [chosen] = look_inside_all(model, preprocessing, digits[:1], [7])
+    assert chosen.target == 7
 
 
 def test_strongest_channels_keeps_all_of_a_small_block_in_order():
