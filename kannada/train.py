@@ -1,4 +1,4 @@
-"""Train the seed-cnn on Kannada-MNIST with one command: `python -m kannada.train` (see --help).
+"""Train the Kannada digit CNN on Kannada-MNIST with one command: `python -m kannada.train` (see --help).
 
 Data -> writer-held-out validation split -> ZCA fitted on the training rows -> augmented,
 whitened batches -> Adam + ReduceLROnPlateau, a resumable checkpoint after every epoch ->
@@ -64,7 +64,7 @@ DEFAULTS: dict[str, Any] = {
     "epochs": DEFAULT_EPOCHS,
     "batch_size": 128,
     "lr": 1e-3,
-    "architecture": "seed-cnn",
+    "architecture": "seed-cnn-bn",
     "label_smoothing": 0.0,
     "ema": 0.0,
     "seed": 0,
@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line's options; defaults are filled in later (see DEFAULTS)."""
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Train the seed-cnn on Kannada-MNIST and write its reports into "
+        description="Train the CNN on Kannada-MNIST and write its reports into "
         "<out>/<name>/ (model.npz, history.csv, figures, metrics.json, submission.csv).",
         epilog=VAL_BY_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--architecture",
         choices=ARCHITECTURES,
-        help="the network: seed-cnn, or seed-cnn-bn with batch normalisation (default seed-cnn)",
+        help="the network: seed-cnn-bn (the default), the seed-cnn with batch normalisation "
+        "after every convolution and the dense layer; or seed-cnn, the seed notebook's network",
     )
     parser.add_argument(
         "--label-smoothing",
