@@ -47,7 +47,7 @@ def test_baseline_is_the_seed_notebook_recipe_whatever_the_defaults(experiments,
     assert _option(argv, "--name") == "baseline-seed2"
     assert _option(argv, "--seed") == "2"
     assert _option(argv, "--data-dir") == "DIR"
-    assert augmenter.rotation_range == 10.0 and augmenter.shear_range == 10.0
+    assert augmenter.rotation_range == 10.0 and augmenter.shear_range == 10.0  # not the defaults
     assert augmenter.geometry == kannada.augment.GEOMETRY
 
 
