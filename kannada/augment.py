@@ -228,7 +228,7 @@ class Augmenter:
     Defaults: rotation 15, zoom 0.2, shifts 0.15, shear 15. The popular Kannada-MNIST Kaggle
     notebooks use rotation 10 with zoom/shift 0.25 (some zoom 0.1); on 28x28 digits a 0.25
     shift moves a digit by up to 7 pixels and often cuts strokes off, so we use 0.15 (up to
-    4.2 px). The seed notebook's rotation 10, zoom 0.15 and shear 10 were widened to 15, 0.2
+    4.2 px). The earlier defaults' rotation 10, zoom 0.15 and shear 10 were widened to 15, 0.2
     and 15 when that read new writers better (results/README.md has the experiments).
 
     The fast path works on NumPy arrays and, through minicnn.backend.get_array_module, on CuPy

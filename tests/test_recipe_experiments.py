@@ -1,4 +1,4 @@
-"""benchmarks/recipe_experiments.py: each experiment is the seed notebook's recipe plus its
+"""benchmarks/recipe_experiments.py: each experiment is the baseline recipe plus its
 changes, whatever kannada.train's defaults are, and the table reports mean and range."""
 
 import importlib.util
