@@ -79,3 +79,15 @@ def test_table_gives_mean_and_range_over_seeds(experiments, tmp_path):
         "| bn | BatchNorm after every convolution | 99.25% (99.00-99.50) "
         "| 88.50% (88.00-89.00) | 2 | 110 |"
     )
+
+
+def test_the_default_recipe_is_bn_plus_aug(experiments, launched):
+    """The shipped model's run was `bn+aug --seed 0`; the model card says it is the default
+    command's run. True while the experiment's settings equal kannada.train's defaults."""
+    assert experiments.main(["bn+aug"]) == 0
+    ((argv, augmenter),) = launched
+    given = kannada.train.build_parser().parse_args(argv)
+    for key, value in kannada.train.DEFAULTS.items():
+        if key not in ("out", "name", "data_dir"):  # where the run goes and reads from
+            assert getattr(given, key) in (None, value), key
+    assert augmenter == kannada.augment.Augmenter()
