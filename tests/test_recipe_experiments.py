@@ -76,7 +76,7 @@ def test_table_gives_mean_and_range_over_seeds(experiments, tmp_path):
         (folder / "metrics.json").write_text(json.dumps(metrics))
     row = experiments.table(str(tmp_path)).splitlines()[-1]
     assert row == (
-        "| bn | BatchNorm after every convolution | 99.25% (99.00-99.50) "
+        "| bn | BatchNorm after every convolution and the first dense layer | 99.25% (99.00-99.50) "
         "| 88.50% (88.00-89.00) | 2 | 110 |"
     )
 
