@@ -34,7 +34,11 @@ BASELINE_AUGMENTER = {
 
 # change -> (what it does, command-line options, Augmenter overrides)
 CHANGES: dict[str, tuple[str, list[str], dict]] = {
-    "bn": ("BatchNorm after every convolution and the first dense layer", ["--architecture", "seed-cnn-bn"], {}),
+    "bn": (
+        "BatchNorm after every convolution and the first dense layer",
+        ["--architecture", "seed-cnn-bn"],
+        {},
+    ),
     "aug": (
         "wider augmentation: rotation 15, zoom 0.2, shear 15",
         [],
