@@ -102,6 +102,13 @@ def files_under(folder: Path) -> list[str]:
 # ---------------------------------------------------------------- a real Ctrl-C
 
 
+def ctrl_c_as_in_a_terminal() -> None:
+    """In the child, before Python starts: SIGINT back to its default. A terminal's foreground
+    command has it so; a job that a shell without job control started with `&` (a CI script
+    may run pytest so) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Command:
     """`python -m kannada.<module> args` in a child process, its stdout read line by line."""
 
@@ -113,6 +120,7 @@ class Command:
             stderr=subprocess.PIPE,
             text=True,
             env=env,
+            preexec_fn=ctrl_c_as_in_a_terminal,
         )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
