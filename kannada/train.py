@@ -1,4 +1,4 @@
-"""Train the Kannada digit CNN on Kannada-MNIST with one command: `python -m kannada.train` (see --help).
+"""Train the digit CNN on Kannada-MNIST with one command: `python -m kannada.train` (see --help).
 
 Data -> writer-held-out validation split -> ZCA fitted on the training rows -> augmented,
 whitened batches -> Adam + ReduceLROnPlateau, a resumable checkpoint after every epoch ->
@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--architecture",
         choices=ARCHITECTURES,
         help="the network: seed-cnn-bn (the default), the seed-cnn with batch normalisation "
-        "after every convolution and the dense layer; or seed-cnn, the seed notebook's network",
+        "after every convolution and the first dense layer; or seed-cnn, the seed notebook's network",
     )
     parser.add_argument(
         "--label-smoothing",
