@@ -1,5 +1,5 @@
 """The networks for Kannada digits: the "seed-cnn" of the original Kaggle notebook, and the same
-network with batch normalisation after every convolution and the dense layer.
+network with batch normalisation after every convolution and the first dense layer.
 
 Two blocks of two 3x3 convolutions with max pooling and dropout, then a 256-unit dense layer.
 """
